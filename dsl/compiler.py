@@ -1,0 +1,150 @@
+"""Compile a `Program` into torch functions.
+
+Two entry points share one instruction list:
+- `CompiledProgram.step_foreach` steps a list of parameters at once with ``torch._foreach_*``
+  ops where the op table has a fast path (per-tensor loops otherwise): the optimizer's path.
+- `CompiledProgram.apply` runs the rule on one tensor. With ``reduce_dims`` it treats leading
+  dims as independent copies (the batched evaluator stacks K models as ``[K, ...]`` tensors and
+  passes per-copy learning rates as ``[K, 1, ...]`` tensors); reductions stay per copy.
+
+Statements whose arguments are all scalars (``1 - 0.9 ** t``) are computed once per call in
+float64 with IEEE semantics.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+from .ops import OPS, Op, scalar_eval
+from .program import Arg, Program
+
+__all__ = ["CompiledProgram", "compile"]
+
+Scalar = Union[float, Tensor]
+
+
+@dataclass(frozen=True)
+class _Instr:
+    target: str
+    op: Op
+    args: tuple[Arg, ...]
+
+
+def compile(program: Program) -> "CompiledProgram":  # noqa: A001 - the DSL's verb
+    """A callable form of ``program`` (cached on the program value)."""
+    cp = program._cache.get("compiled")
+    if cp is None:
+        cp = program._cache["compiled"] = CompiledProgram(program)
+    return cp
+
+
+def _value(env: Mapping[str, Any], a: Arg) -> Any:
+    return a if isinstance(a, float) else env[a]
+
+
+class CompiledProgram:
+    def __init__(self, program: Program):
+        self.program = program
+        self.instrs = tuple(_Instr(s.target, OPS[s.op], s.args) for s in program.body)
+        self.defaults = dict(program.hparams)
+
+    def hparams(self, overrides: Optional[Mapping[str, float]] = None) -> dict[str, Any]:
+        hp = dict(self.defaults)
+        if overrides:
+            unknown = set(overrides) - set(hp)
+            if unknown:
+                raise KeyError(f"unknown hyperparameters {sorted(unknown)} for program "
+                               f"{self.program.name!r} (has {sorted(hp)})")
+            hp.update(overrides)
+        return hp
+
+    def init_state(self, w: Tensor) -> dict[str, Tensor]:
+        """Fresh state slots for a parameter (or a stack of copies), filled with initial values."""
+        return {x: torch.full_like(w, v, memory_format=torch.preserve_format) for x, v in self.program.slots}
+
+    # ---------------------------------------------------------------- one tensor / K copies
+    def apply(self, w: Tensor, g: Tensor, lr: Scalar, t: float, state: Mapping[str, Tensor],
+              hparams: Optional[Mapping[str, Any]] = None,
+              reduce_dims: Optional[Sequence[int]] = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """Return ``(update, next_state)`` for one tensor; nothing is modified in place.
+
+        ``reduce_dims=None`` reduces over the whole tensor; a tuple reduces over those dims only.
+        ``lr`` and hyperparameters may be tensors broadcastable against ``w``.
+        """
+        dims = None if reduce_dims is None else tuple(reduce_dims)
+        env: dict[str, Any] = {"w": w, "g": g, "lr": lr, "t": float(t)}
+        env.update(self.hparams(hparams))
+        env.update(state)
+        for ins in self.instrs:
+            args = [_value(env, a) for a in ins.args]
+            if not any(isinstance(a, Tensor) for a in args):
+                env[ins.target] = scalar_eval(ins.op, args)
+            elif ins.op.reduction:
+                env[ins.target] = ins.op.torch(*args, dims=dims)
+            else:
+                env[ins.target] = ins.op.torch(*args)
+        update = _as_tensor(_value(env, self.program.update), w)
+        nxt = {}
+        for (x, _), a in zip(self.program.slots, self.program.next_state):
+            v = _value(env, a)
+            nxt[x] = _materialize(v, w, copy=v is w or v is g)
+        return update, nxt
+
+    # ---------------------------------------------------------------- many tensors at once
+    def step_foreach(self, params: list[Tensor], grads: list[Tensor], states: list[dict],
+                     lr: float, t: float, hparams: Optional[Mapping[str, Any]] = None) -> None:
+        """Apply the rule to every parameter in place: ``p -= update``; slots in ``states`` updated.
+
+        All tensors must share device and dtype (and the step ``t``).
+        """
+        if not params:
+            return
+        env: dict[str, Any] = {"w": params, "g": grads, "lr": float(lr), "t": float(t)}
+        env.update(self.hparams(hparams))
+        for x, _ in self.program.slots:
+            env[x] = [st[x] for st in states]
+        n = len(params)
+        for ins in self.instrs:
+            args = [_value(env, a) for a in ins.args]
+            if not any(isinstance(a, list) for a in args):
+                env[ins.target] = scalar_eval(ins.op, args)
+                continue
+            out = ins.op.foreach(*args) if ins.op.foreach is not None else None
+            if out is None:
+                out = [ins.op.torch(*[a[i] if isinstance(a, list) else a for a in args]) for i in range(n)]
+            env[ins.target] = list(out)
+        new = []
+        for (x, _), a in zip(self.program.slots, self.program.next_state):
+            v = _value(env, a)
+            alias = v is params or v is grads
+            if isinstance(v, list):
+                vals = [_materialize(vi, p, copy=alias) for vi, p in zip(v, params)]
+            else:
+                vals = [_materialize(v, p, copy=False) for p in params]
+            new.append((x, vals))
+        update = _value(env, self.program.update)
+        for x, vals in new:
+            for st, vi in zip(states, vals):
+                st[x] = vi
+        if isinstance(update, list):
+            torch._foreach_sub_(params, update)
+        else:
+            torch._foreach_sub_(params, float(update))
+
+
+def _as_tensor(v: Any, like: Tensor) -> Tensor:
+    return v if isinstance(v, Tensor) else torch.as_tensor(v, dtype=like.dtype, device=like.device)
+
+
+def _materialize(v: Any, like: Tensor, copy: bool) -> Tensor:
+    """A state tensor with ``like``'s shape, dtype and device from a value of the program."""
+    if not isinstance(v, Tensor):
+        return torch.full_like(like, float(v), memory_format=torch.preserve_format)
+    if v.shape != like.shape:
+        return v.expand_as(like).to(like.dtype).clone()
+    if v.dtype != like.dtype:
+        return v.to(like.dtype)
+    return v.clone() if copy else v

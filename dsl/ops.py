@@ -1,0 +1,268 @@
+"""The op table: the single place where a function of the update-rule language is defined.
+
+Each entry holds the name used in program text, its arity, a torch implementation, an
+optional multi-tensor (``torch._foreach_*``) fast path, a sympy implementation (for
+simplification) and a one-line doc with its formula. Adding a function is adding one entry.
+
+Conventions
+- ``torch`` implementations take tensors or Python floats (at least one tensor) and follow
+  torch broadcasting; results are floating tensors in the dtype of the tensor arguments.
+  Reductions take an extra ``dims`` argument: ``None`` reduces the whole tensor to a 0-dim
+  result; a tuple reduces those dims with ``keepdim=True`` (used by the batched evaluator,
+  whose tensors carry a leading copy dimension).
+- ``foreach`` implementations take, per argument, a list of same-shaped tensors (one per
+  parameter) or a Python float, and return a list of tensors, or ``None`` when the argument
+  pattern has no fast path (the caller then loops the ``torch`` implementation).
+- Floating-point semantics are IEEE: no protected division or log; NaN and inf propagate.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import torch
+from torch import Tensor
+
+__all__ = ["Op", "OPS", "INFIX", "op"]
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    arity: int
+    torch: Callable[..., Tensor]
+    sympy: Callable[..., Any]
+    doc: str
+    symbol: Optional[str] = None  # infix/prefix operator in program text, if any
+    foreach: Optional[Callable[..., Optional[list]]] = None
+    reduction: bool = False  # per-tensor reduction broadcast back (norm, mean, ...)
+
+
+# ---------------------------------------------------------------- helpers
+
+def _like(*args: Any) -> Tensor:
+    """The first tensor among ``args`` (gives dtype and device to scalars)."""
+    for a in args:
+        if isinstance(a, Tensor):
+            return a
+    raise TypeError("at least one argument must be a tensor")
+
+
+def _tensor(x: Any, like: Tensor) -> Tensor:
+    return x if isinstance(x, Tensor) else torch.as_tensor(x, dtype=like.dtype, device=like.device)
+
+
+def _is_list(x: Any) -> bool:
+    return isinstance(x, list)
+
+
+def _mask(b: Tensor, *args: Any) -> Tensor:
+    """Boolean tensor to 1.0/0.0 in the dtype of the floating arguments."""
+    return b.to(_like(*args).dtype)
+
+
+def _sp():
+    import sympy
+
+    return sympy
+
+
+def _fe_commutative(fe: Callable) -> Callable:
+    """Fast path for a commutative binary op: (L, L), (L, s), (s, L)."""
+
+    def run(a, b):
+        if _is_list(a):
+            return fe(a, b)
+        if _is_list(b):
+            return fe(b, a)
+        return None
+
+    return run
+
+
+def _fe_left(fe: Callable) -> Callable:
+    """Fast path for a binary op whose torch foreach form needs a list first: (L, L), (L, s)."""
+
+    def run(a, b):
+        return fe(a, b) if _is_list(a) else None
+
+    return run
+
+
+def _fe_unary(fe: Callable) -> Callable:
+    return lambda a: fe(a) if _is_list(a) else None
+
+
+def _fe_pow(a, b):
+    if _is_list(a) or _is_list(b):
+        return torch._foreach_pow(a, b)
+    return None
+
+
+def _fe_minmax(fe_list: Callable, fe_scalar: Callable) -> Callable:
+    def run(a, b):
+        if _is_list(a) and _is_list(b):
+            return fe_list(a, b)
+        if _is_list(a):
+            return fe_scalar(a, b)
+        if _is_list(b):
+            return fe_scalar(b, a)
+        return None
+
+    return run
+
+
+def _fe_interp(a, b, beta):
+    if _is_list(a) and _is_list(b) and not _is_list(beta):
+        return torch._foreach_lerp(a, b, beta)
+    return None
+
+
+def _fe_clip(x, lo, hi):
+    if _is_list(x) and not _is_list(lo) and not _is_list(hi):
+        return torch._foreach_clamp_max(torch._foreach_clamp_min(x, lo), hi)
+    return None
+
+
+# ---------------------------------------------------------------- torch implementations
+
+def _interp(a, b, beta):
+    if isinstance(a, Tensor) and isinstance(b, Tensor) and a.shape == b.shape:
+        return torch.lerp(a, b, beta)
+    return a + beta * (b - a)
+
+
+def _where(c, a, b):
+    if not isinstance(c, Tensor):
+        return a if c != 0 else b
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        a = _tensor(a, c)
+    return torch.where(c != 0, a, b)
+
+
+def _maximum(a, b):
+    like = _like(a, b)
+    return torch.maximum(_tensor(a, like), _tensor(b, like))
+
+
+def _minimum(a, b):
+    like = _like(a, b)
+    return torch.minimum(_tensor(a, like), _tensor(b, like))
+
+
+def _clip(x, lo, hi):
+    like = _like(x, lo, hi)
+    return torch.minimum(torch.maximum(_tensor(x, like), _tensor(lo, like)), _tensor(hi, like))
+
+
+def _norm(x, dims=None):
+    if dims is None:
+        return torch.linalg.vector_norm(x)
+    return torch.linalg.vector_norm(x, dim=dims, keepdim=True)
+
+
+def _mean(x, dims=None):
+    return x.mean() if dims is None else x.mean(dim=dims, keepdim=True)
+
+
+def _rms(x, dims=None):
+    return torch.sqrt(_mean(x * x, dims))
+
+
+def _dot(a, b, dims=None):
+    p = a * b
+    return p.sum() if dims is None else p.sum(dim=dims, keepdim=True)
+
+
+def _sym_piecewise_cmp(rel):
+    def run(a, b):
+        sp = _sp()
+        return sp.Piecewise((sp.Integer(1), rel(a, b)), (sp.Integer(0), True))
+
+    return run
+
+
+def _sym_where(c, a, b):
+    sp = _sp()
+    return sp.Piecewise((a, sp.Ne(c, 0)), (b, True))
+
+
+def _sym_reduction(name):
+    return lambda *xs: _sp().Function(name)(*xs)
+
+
+# ---------------------------------------------------------------- the table
+
+_TABLE = [
+    # arithmetic (written as operators in program text)
+    Op("add", 2, lambda a, b: a + b, lambda a, b: a + b, "a + b", "+",
+       _fe_commutative(torch._foreach_add)),
+    Op("sub", 2, lambda a, b: a - b, lambda a, b: a - b, "a - b", "-",
+       _fe_left(torch._foreach_sub)),
+    Op("mul", 2, lambda a, b: a * b, lambda a, b: a * b, "a * b", "*",
+       _fe_commutative(torch._foreach_mul)),
+    Op("div", 2, lambda a, b: a / b, lambda a, b: a / b, "a / b (IEEE: x/0 is ±inf or nan)", "/",
+       _fe_left(torch._foreach_div)),
+    Op("pow", 2, lambda a, b: a ** b, lambda a, b: a ** b, "a ** b", "**", _fe_pow),
+    Op("neg", 1, lambda a: -a, lambda a: -a, "-a", "-", _fe_unary(torch._foreach_neg)),
+    # comparisons give 1.0/0.0 masks
+    Op("gt", 2, lambda a, b: _mask(a > b, a, b), _sym_piecewise_cmp(lambda a, b: a > b),
+       "1 where a > b else 0", ">"),
+    Op("lt", 2, lambda a, b: _mask(a < b, a, b), _sym_piecewise_cmp(lambda a, b: a < b),
+       "1 where a < b else 0", "<"),
+    Op("ge", 2, lambda a, b: _mask(a >= b, a, b), _sym_piecewise_cmp(lambda a, b: a >= b),
+       "1 where a >= b else 0", ">="),
+    Op("le", 2, lambda a, b: _mask(a <= b, a, b), _sym_piecewise_cmp(lambda a, b: a <= b),
+       "1 where a <= b else 0", "<="),
+    # elementwise functions
+    Op("interp", 3, _interp, lambda a, b, beta: (1 - beta) * a + beta * b,
+       "(1 - beta) * a + beta * b  (exponential moving average of a into b)", None, _fe_interp),
+    Op("sign", 1, torch.sign, lambda a: _sp().sign(a), "sign(a) in {-1, 0, 1}", None,
+       _fe_unary(torch._foreach_sign)),
+    Op("abs", 1, torch.abs, lambda a: _sp().Abs(a), "|a|", None, _fe_unary(torch._foreach_abs)),
+    Op("sqrt", 1, torch.sqrt, lambda a: _sp().sqrt(a), "sqrt(a) (nan for a < 0)", None,
+       _fe_unary(torch._foreach_sqrt)),
+    Op("square", 1, lambda a: a * a, lambda a: a ** 2, "a * a", None,
+       _fe_unary(lambda a: torch._foreach_mul(a, a))),
+    Op("exp", 1, torch.exp, lambda a: _sp().exp(a), "e ** a", None, _fe_unary(torch._foreach_exp)),
+    Op("log", 1, torch.log, lambda a: _sp().log(a), "natural log (-inf at 0, nan below)", None,
+       _fe_unary(torch._foreach_log)),
+    Op("tanh", 1, torch.tanh, lambda a: _sp().tanh(a), "tanh(a)", None,
+       _fe_unary(torch._foreach_tanh)),
+    Op("clip", 3, _clip, lambda x, lo, hi: _sp().Min(_sp().Max(x, lo), hi),
+       "min(max(x, lo), hi)", None, _fe_clip),
+    Op("maximum", 2, _maximum, lambda a, b: _sp().Max(a, b), "elementwise max(a, b)", None,
+       _fe_minmax(torch._foreach_maximum, torch._foreach_clamp_min)),
+    Op("minimum", 2, _minimum, lambda a, b: _sp().Min(a, b), "elementwise min(a, b)", None,
+       _fe_minmax(torch._foreach_minimum, torch._foreach_clamp_max)),
+    Op("where", 3, _where, _sym_where, "a where cond != 0 else b"),
+    # per-tensor reductions, broadcast back against the tensor
+    Op("norm", 1, _norm, _sym_reduction("norm"), "L2 norm of the whole tensor: sqrt(sum(x**2))",
+       None, lambda x: torch._foreach_norm(x) if _is_list(x) else None, reduction=True),
+    Op("rms", 1, _rms, _sym_reduction("rms"), "root mean square of the tensor: sqrt(mean(x**2))",
+       reduction=True),
+    Op("mean", 1, _mean, _sym_reduction("mean"), "mean of the tensor", reduction=True),
+    Op("dot", 2, _dot, _sym_reduction("dot"), "sum(a * b) over the tensor", reduction=True),
+]
+
+OPS: dict[str, Op] = {o.name: o for o in _TABLE}
+"""Every op by name."""
+
+INFIX: dict[str, str] = {o.symbol: o.name for o in _TABLE if o.symbol and o.arity == 2}
+"""Binary operator symbol -> op name ('+' -> 'add')."""
+
+FUNCTIONS: dict[str, Op] = {o.name: o for o in _TABLE if o.symbol is None}
+"""Ops written as calls in program text."""
+
+
+def op(name: str) -> Op:
+    return OPS[name]
+
+
+def scalar_eval(o: Op, args: list) -> float:
+    """Evaluate an op on Python floats in float64 with IEEE semantics (1/0 -> inf, not an error)."""
+    ts = [torch.tensor(a, dtype=torch.float64) for a in args]
+    if o.name == "where":
+        return args[1] if args[0] != 0 else args[2]
+    r = o.torch(*ts)
+    return float(r)
