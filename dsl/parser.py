@@ -87,7 +87,9 @@ def parse(text: str, filename: str = "<program>") -> Program:
     except SyntaxError as e:
         raise ParseError(f"syntax error: {e.msg}", e.lineno, e.offset, filename,
                          _line(lines, e.lineno)) from None
-    except (ValueError, RecursionError, MemoryError, OverflowError) as e:
+    except RecursionError:
+        raise ParseError("expression nested too deeply for Python's parser", filename=filename) from None
+    except (ValueError, MemoryError, OverflowError) as e:
         raise ParseError(f"cannot parse: {type(e).__name__}: {e}"[:300], filename=filename) from None
     return _Builder(tree, lines, filename).program()
 
