@@ -1,0 +1,110 @@
+"""Search configuration: one frozen value, loaded from TOML/YAML and overridden by flags."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+__all__ = ["SearchConfig", "load_config"]
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything that determines a run. A run is reproducible from this value.
+
+    Evolution (regularized evolution, Real et al. 2019): keep ``population`` programs; each
+    cycle samples ``tournament`` of them, mutates a copy of the best, evaluates it, adds it
+    and drops the oldest.
+    """
+
+    seed: int = 0
+    population: int = 32
+    tournament: int = 8
+    max_evals: int = 400            # candidates processed (cache hits included)
+    time_limit: float = 0.0         # seconds; 0 = none
+    seeds: tuple[str, ...] = ("adamw",)  # warm start; ("all",) for every known method
+    restart_after: int = 0          # cycles without a new best before restarting from the best; 0 = never
+    # mutation
+    max_length: int = 30
+    max_slots: int = 4
+    mutation_weights: dict = field(default_factory=dict)
+    # fitness: funnel of stages, each a list of task names
+    stages: tuple[tuple[str, ...], ...] = ()     # () = the task suite's default stages
+    funnel_margin: float = 0.0      # pass stage k if its score >= parent's stage-k score - margin
+    lr_multipliers: tuple[float, ...] = ()        # () = the task suite's default grid
+    heldout: tuple[str, ...] = ()   # () = the suite's held-out tasks
+    heldout_top: int = 3            # programs re-scored on held-out tasks at the end
+    # execution
+    workers: int = 0                # 0 = one per CPU (or per GPU share)
+    address: Optional[str] = None   # None = embedded local Ray; "auto", "ray://host:port"
+    batch_size: int = 4             # candidates per worker call (the batched evaluator trains them side by side)
+    gpus_per_worker: float = 0.0    # fractional GPUs per actor when GPUs exist
+    candidate_timeout: float = 120.0  # seconds per candidate before it is scored as failed
+    device: str = "auto"            # "auto" = cuda when the worker has a GPU
+    # bookkeeping
+    out: str = "runs/search"
+    checkpoint_every: int = 20      # evaluations between checkpoints
+    hall_of_fame: int = 10
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.population < 2 or not 1 <= self.tournament <= self.population:
+            raise ValueError("need population >= 2 and 1 <= tournament <= population")
+        if self.max_evals < 1:
+            raise ValueError("max_evals must be >= 1")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+
+    def replace(self, **changes: Any) -> "SearchConfig":
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return dataclasses.replace(self, **_coerce(changes))
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SearchConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**_coerce(d))
+
+
+def _coerce(d: dict) -> dict:
+    out = dict(d)
+    for k in ("seeds", "heldout"):
+        if k in out and out[k] is not None:
+            out[k] = (out[k],) if isinstance(out[k], str) else tuple(out[k])
+    if "lr_multipliers" in out:
+        out["lr_multipliers"] = tuple(float(x) for x in out["lr_multipliers"])
+    if "stages" in out:
+        out["stages"] = tuple(tuple(s) for s in out["stages"])
+    return out
+
+
+def load_config(path: Optional[str]) -> SearchConfig:
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) file; keys are `SearchConfig` fields."""
+    if path is None:
+        return SearchConfig()
+    p = Path(path)
+    text = p.read_text()
+    if p.suffix == ".toml":
+        import tomllib
+
+        data = tomllib.loads(text)
+    elif p.suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text) or {}
+    elif p.suffix == ".json":
+        data = json.loads(text)
+    else:
+        raise ValueError(f"config {path}: expected .toml, .yaml or .json")
+    data = data.get("search", data)
+    try:
+        return SearchConfig.from_dict(data)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"config {path}: {e}") from None

@@ -1,0 +1,86 @@
+"""The best distinct programs of a run, and the Pareto front of score vs length vs memory."""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from dsl import to_text
+
+from .candidate import Individual
+
+__all__ = ["HallOfFame"]
+
+
+def _key(ind: Individual) -> tuple:
+    return (ind.fitness.rank, -ind.program.length, -ind.program.memory, -ind.id)
+
+
+def _dominates(a: Individual, b: Individual) -> bool:
+    """a is no worse in score (rank), length and memory, and better in one."""
+    ra, rb = a.fitness.rank, b.fitness.rank
+    la, lb = a.program.length, b.program.length
+    ma, mb = a.program.memory, b.program.memory
+    return ra >= rb and la <= lb and ma <= mb and (ra > rb or la < lb or ma < mb)
+
+
+class HallOfFame:
+    """Top ``size`` programs, distinct by functional fingerprint (one entry per rule)."""
+
+    def __init__(self, size: int = 10, same_rule: Optional[Callable] = None):
+        self.size = size
+        self.entries: dict[str, Individual] = {}      # fingerprint -> best individual with it
+        self.front: dict[str, Individual] = {}        # fingerprint -> Pareto-optimal individual
+        self.same_rule = same_rule
+
+    def add(self, ind: Individual, fp: str) -> bool:
+        """Offer an evaluated individual; True if it entered the top list."""
+        if not ind.fitness.ok:
+            return False
+        self._add_front(ind, fp)
+        old = self.entries.get(fp)
+        if old is not None and _key(old) >= _key(ind):
+            return False
+        if old is None and self.same_rule is not None:
+            for k, other in self.entries.items():
+                if self.same_rule(other.program, ind.program):
+                    if _key(other) >= _key(ind):
+                        return False
+                    del self.entries[k]
+                    break
+        self.entries[fp] = ind
+        if len(self.entries) > self.size:
+            worst = min(self.entries, key=lambda k: _key(self.entries[k]))
+            del self.entries[worst]
+        return fp in self.entries
+
+    def _add_front(self, ind: Individual, fp: str) -> None:
+        old = self.front.get(fp)
+        if old is not None and _key(old) >= _key(ind):
+            return
+        if any(_dominates(o, ind) for o in self.front.values()):
+            return
+        self.front = {k: o for k, o in self.front.items() if not _dominates(ind, o)}
+        self.front[fp] = ind
+
+    def best(self) -> list[Individual]:
+        return sorted(self.entries.values(), key=_key, reverse=True)
+
+    def pareto(self) -> list[Individual]:
+        return sorted(self.front.values(), key=lambda i: (i.program.length, i.program.memory))
+
+    def to_json(self) -> dict:
+        def row(ind: Individual) -> dict:
+            return {"id": ind.id, "text": to_text(ind.program, readable=True), "flat": to_text(ind.program),
+                    "hash": ind.program.hash, "score": ind.fitness.score,
+                    "stage_scores": list(ind.fitness.stage_scores), "task_scores": ind.fitness.task_scores,
+                    "length": ind.program.length, "memory": ind.program.memory,
+                    "parent": ind.candidate.parent, "mutation": ind.candidate.mutation}
+
+        return {"best": [row(i) for i in self.best()], "pareto": [row(i) for i in self.pareto()]}
+
+    def state_dict(self) -> dict:
+        return {"entries": {k: v.to_dict() for k, v in self.entries.items()},
+                "front": {k: v.to_dict() for k, v in self.front.items()}}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.entries = {k: Individual.from_dict(v) for k, v in d["entries"].items()}
+        self.front = {k: Individual.from_dict(v) for k, v in d["front"].items()}

@@ -1,0 +1,43 @@
+"""A live progress line for long searches (redrawn in place on a terminal, periodic lines otherwise)."""
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+__all__ = ["Progress"]
+
+
+class Progress:
+    def __init__(self, total: int, enabled: bool = True, stream: TextIO = sys.stderr, every: float = 10.0):
+        self.total, self.enabled, self.stream, self.every = total, enabled, stream, every
+        self.tty = enabled and hasattr(stream, "isatty") and stream.isatty()
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.width = 0
+
+    def update(self, done: int, trained: int, best: float, hit_rate: float, workers: int,
+               force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and not self.tty and now - self.last < self.every:
+            return
+        if not force and self.tty and now - self.last < 0.2:
+            return
+        self.last = now
+        elapsed = max(now - self.start, 1e-9)
+        line = (f"evals {done}/{self.total} | {done / elapsed:.2f}/s (trained {trained}) | best {best:+.4f} "
+                f"| cache hits {100 * hit_rate:.0f}% | workers {workers} | {elapsed:.0f}s")
+        if self.tty:
+            pad = max(0, self.width - len(line))
+            self.stream.write("\r" + line + " " * pad)
+            self.width = len(line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()

@@ -1,0 +1,117 @@
+"""A run directory: config, a JSONL log of every candidate, atomic checkpoints, the hall of fame.
+
+    RUN/config.json         the SearchConfig that determines the run
+    RUN/log.jsonl           one line per evaluated candidate (program, hashes, scores, stage, time, worker)
+    RUN/checkpoint.json     population, caches, random state, counters; written atomically
+    RUN/hall_of_fame.json   best distinct programs and the Pareto front; written atomically
+    RUN/heldout.json        meta-validation of the top programs on held-out tasks (at the end)
+
+A killed run resumes from its checkpoint: the log is cut back to the length recorded in the
+checkpoint, so no entry is written twice.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+__all__ = ["RunDir", "atomic_write_json", "read_jsonl"]
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write JSON so that a crash leaves either the old file or the new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, allow_nan=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: Path) -> Iterator[dict]:
+    """Entries of a JSONL file; a torn last line (a crash mid-write) is skipped."""
+    if not path.exists():
+        return
+    with open(path) as f:
+        for line in f:
+            if line.endswith("\n"):
+                yield json.loads(line)
+
+
+class RunDir:
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.config_path = self.path / "config.json"
+        self.log_path = self.path / "log.jsonl"
+        self.checkpoint_path = self.path / "checkpoint.json"
+        self.hof_path = self.path / "hall_of_fame.json"
+        self.heldout_path = self.path / "heldout.json"
+        self._log = None
+
+    def create(self, config: dict, overwrite: bool = False) -> None:
+        if self.checkpoint_path.exists() and not overwrite:
+            raise FileExistsError(f"{self.path} holds a run already: `evolve resume {self.path}` continues it, "
+                                  "or choose another --out")
+        self.path.mkdir(parents=True, exist_ok=True)
+        for p in (self.log_path, self.checkpoint_path, self.hof_path, self.heldout_path):
+            p.unlink(missing_ok=True)
+        atomic_write_json(self.config_path, config)
+
+    def config(self) -> dict:
+        if not self.config_path.exists():
+            raise FileNotFoundError(f"{self.path} is not a run directory (no config.json)")
+        return json.loads(self.config_path.read_text())
+
+    # -- log -----------------------------------------------------------------------------
+    def append(self, entry: dict) -> None:
+        if self._log is None:
+            self._log = open(self.log_path, "a")
+        self._log.write(json.dumps(entry, allow_nan=True) + "\n")
+        self._log.flush()
+
+    def log_size(self) -> int:
+        if self._log is not None:
+            self._log.flush()
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def entries(self) -> list[dict]:
+        return list(read_jsonl(self.log_path))
+
+    def truncate_log(self, size: int) -> list[dict]:
+        """Cut the log back to ``size`` bytes; return the entries that were cut (their results
+        can seed the cache, so the work is not lost)."""
+        self.close()
+        if not self.log_path.exists():
+            return []
+        with open(self.log_path, "rb+") as f:
+            f.seek(size)
+            tail = f.read().decode(errors="replace")
+            f.truncate(size)
+        return [json.loads(line) for line in tail.splitlines(keepends=True) if line.endswith("\n") and line.strip()]
+
+    # -- checkpoint ----------------------------------------------------------------------
+    def save_checkpoint(self, state: dict) -> None:
+        if self._log is not None:
+            self._log.flush()
+            os.fsync(self._log.fileno())
+        state = dict(state, log_bytes=self.log_size())
+        atomic_write_json(self.checkpoint_path, state)
+
+    def load_checkpoint(self) -> Optional[dict]:
+        if not self.checkpoint_path.exists():
+            return None
+        return json.loads(self.checkpoint_path.read_text())
+
+    def save_hall_of_fame(self, data: dict) -> None:
+        atomic_write_json(self.hof_path, data)
+
+    def hall_of_fame(self) -> dict:
+        if not self.hof_path.exists():
+            raise FileNotFoundError(f"{self.path} has no hall_of_fame.json yet")
+        return json.loads(self.hof_path.read_text())
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None

@@ -1,0 +1,187 @@
+"""The search without Ray: evolution, cache, funnel, run directory, resume."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import dsl
+import seeds
+from evolve.cache import FitnessCache, fingerprint
+from evolve.candidate import Candidate, Fitness, Individual, Job
+from evolve.config import SearchConfig, load_config
+from evolve.evolution import Evolution
+from evolve.executor import LocalExecutor, safe_evaluate
+from evolve.hall_of_fame import HallOfFame
+from evolve.search import Search
+from toy_fitness import toy_evaluate
+
+HERE = Path(__file__).parent
+
+
+def small_config(tmp_path, **kw) -> SearchConfig:
+    base = dict(population=8, tournament=3, max_evals=60, batch_size=3, checkpoint_every=7,
+                out=str(tmp_path / "run"), heldout_top=0, progress=False, seed=1)
+    base.update(kw)
+    return SearchConfig(**base)
+
+
+def run_search(cfg: SearchConfig):
+    return Search.start(cfg, LocalExecutor(toy_evaluate), overwrite=True).run()
+
+
+def test_search_end_to_end_writes_a_run(tmp_path):
+    res = run_search(small_config(tmp_path))
+    run = Path(res.run_dir)
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 60 and [e["eval"] for e in log] == list(range(1, 61))
+    assert {"program", "hash", "fingerprint", "score", "stages", "status", "length", "memory", "time"} <= set(log[0])
+    hof = json.loads((run / "hall_of_fame.json").read_text())
+    assert hof["best"] and hof["pareto"]
+    for row in hof["best"]:
+        dsl.parse(row["text"])
+    scores = [r["score"] for r in hof["best"]]
+    assert scores == sorted(scores, reverse=True)
+    assert res.stats["cache"]["hit_rate"] > 0.1   # copies of AdamW and repeated mutants
+    assert res.stats["trained"] < res.stats["evaluations"]
+    assert res.best[0].fitness.score >= 0.0 - 1e-12  # never worse than the AdamW warm start
+
+
+def test_same_seed_same_run(tmp_path):
+    a = run_search(small_config(tmp_path / "a"))
+    b = run_search(small_config(tmp_path / "b"))
+    la = [(e["hash"], e["score"]) for e in map(json.loads, (Path(a.run_dir) / "log.jsonl").read_text().splitlines())]
+    lb = [(e["hash"], e["score"]) for e in map(json.loads, (Path(b.run_dir) / "log.jsonl").read_text().splitlines())]
+    assert la == lb
+    c = run_search(small_config(tmp_path / "c", seed=2))
+    lc = [(e["hash"], e["score"]) for e in map(json.loads, (Path(c.run_dir) / "log.jsonl").read_text().splitlines())]
+    assert lc != la
+
+
+def test_resume_continues_without_duplicates(tmp_path):
+    cfg = small_config(tmp_path, max_evals=30)
+    first = run_search(cfg)
+    assert first.stats["evaluations"] == 30
+    resumed = Search.resume(cfg.out, LocalExecutor(toy_evaluate), max_evals=50).run()
+    log = [json.loads(line) for line in (Path(cfg.out) / "log.jsonl").read_text().splitlines()]
+    assert [e["eval"] for e in log] == list(range(1, 51))
+    assert len({e["id"] for e in log}) == 50
+    assert resumed.stats["evaluations"] == 50
+
+
+def test_resume_after_kill_minus_9(tmp_path):
+    """A search killed mid-run resumes from its checkpoint and finishes with a clean log."""
+    out = tmp_path / "run"
+    script = f"""
+import sys, time
+sys.path.insert(0, {str(HERE)!r})
+from evolve.config import SearchConfig
+from evolve.executor import LocalExecutor
+from evolve.search import Search
+from toy_fitness import toy_evaluate
+def slow(jobs):
+    time.sleep(0.05)
+    return toy_evaluate(jobs)
+cfg = SearchConfig(population=8, tournament=3, max_evals=100000, batch_size=2, checkpoint_every=5,
+                   out={str(out)!r}, heldout_top=0, progress=False)
+Search.start(cfg, LocalExecutor(slow)).run()
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=HERE.parent)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        ck = out / "checkpoint.json"
+        if ck.exists() and json.loads(ck.read_text())["done"] >= 20:
+            break
+        time.sleep(0.2)
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = len((out / "log.jsonl").read_text().splitlines())
+    ck = json.loads((out / "checkpoint.json").read_text())
+    assert before >= ck["done"]
+    target = ck["done"] + 25
+    res = Search.resume(str(out), LocalExecutor(toy_evaluate), max_evals=target).run()
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [e["eval"] for e in log] == list(range(1, len(log) + 1))
+    assert len({e["id"] for e in log}) == len(log)
+    assert res.stats["evaluations"] == len(log) >= target - 2 * 2
+
+
+def test_a_raising_evaluation_fails_alone():
+    jobs = [Job(0, dsl.to_text(seeds.load("sgd"))), Job(1, "raise_here"), Job(2, dsl.to_text(seeds.load("adam")))]
+    out = safe_evaluate(toy_evaluate, jobs, "w")
+    assert [f.status for f in out] == ["ok", "error", "ok"]
+    assert "evaluator blew up" in out[1].reason and out[1].score == -10.0
+
+
+def test_functional_fingerprint_merges_equivalent_programs():
+    a = dsl.parse("def f(g, lr):\n    return lr * (g + g)\n")
+    b = dsl.parse("def f(g, lr):\n    return 2 * lr * g\n")
+    c = dsl.parse("def f(g, lr):\n    return 0.0246 * g\n")   # equals 2*lr*g at one lr only
+    assert a != b and fingerprint(a) == fingerprint(b)
+    assert fingerprint(c) != fingerprint(a)
+    cache = FitnessCache()
+    cache.store(a.hash, fingerprint(a), Fitness(0.5, (0.5,)))
+    assert cache.lookup(b.hash, fingerprint(b))[1] == "function"
+    assert cache.lookup(b.hash, fingerprint(b))[1] == "hash"
+    assert cache.stats.hit_rate == 1.0
+
+
+def test_tournament_prefers_higher_stage_then_score_then_shorter():
+    rng = random.Random(0)
+    evo = Evolution([seeds.load("sgd")], lambda p, r: (p, "none"), rng, population=3, tournament=3)
+    short, long_ = seeds.load("sgd"), seeds.load("adamw")
+    evo.report(Candidate(0, long_), Fitness(0.5, (0.1, 0.5)))
+    evo.report(Candidate(1, short), Fitness(0.9, (0.9,)))
+    evo.report(Candidate(2, short), Fitness(0.5, (0.2, 0.5)))
+    assert evo.select().id == 2   # stage 2 beats stage 1; tie on score -> shorter
+    assert evo.thresholds(evo.population[2]) == (0.2, 0.5)
+
+
+def test_aging_removes_the_oldest_even_if_best():
+    evo = Evolution([seeds.load("sgd")], lambda p, r: (p, "none"), random.Random(0), population=2, tournament=2)
+    evo.report(Candidate(0, seeds.load("sgd")), Fitness(5.0, (5.0,)))
+    evo.report(Candidate(1, seeds.load("sgd")), Fitness(0.0, (0.0,)))
+    evo.report(Candidate(2, seeds.load("sgd")), Fitness(0.0, (0.0,)))
+    assert [i.id for i in evo.population] == [1, 2]
+    assert evo.best.id == 0
+
+
+def test_restart_from_best_after_stagnation():
+    evo = Evolution([seeds.load("sgd")], lambda p, r: (p, "none"), random.Random(0), population=4,
+                    tournament=2, restart_after=3)
+    evo.report(Candidate(0, seeds.load("adam")), Fitness(1.0, (1.0,)))
+    for i in range(1, 4):
+        evo.report(Candidate(i, seeds.load("sgd")), Fitness(0.0, (0.0,)))
+    assert evo.restarts == 1 and all(ind.id == 0 for ind in evo.population)
+
+
+def test_hall_of_fame_is_distinct_and_pareto():
+    hof = HallOfFame(size=2)
+    sgd, adam, adamw = seeds.load("sgd"), seeds.load("adam"), seeds.load("adamw")
+    hof.add(Individual(Candidate(0, adam), Fitness(0.3, (0.3,))), "fa")
+    hof.add(Individual(Candidate(1, adam), Fitness(0.4, (0.4,))), "fa")    # same rule, better: replaces
+    hof.add(Individual(Candidate(2, sgd), Fitness(0.1, (0.1,))), "fs")
+    hof.add(Individual(Candidate(3, adamw), Fitness(0.2, (0.2,))), "fw")
+    assert [i.id for i in hof.best()] == [1, 3]
+    front = {i.id for i in hof.pareto()}
+    assert 1 in front and 2 in front      # best score; shortest program
+    assert 3 not in front                 # adamw: longer and worse than adam here
+
+
+def test_config_files_and_flags(tmp_path):
+    (tmp_path / "c.toml").write_text('[search]\npopulation = 10\nseeds = ["adamw", "lion"]\nstages = [["a", "b"], ["c"]]\n')
+    cfg = load_config(str(tmp_path / "c.toml"))
+    assert cfg.population == 10 and cfg.seeds == ("adamw", "lion") and cfg.stages == (("a", "b"), ("c",))
+    (tmp_path / "c.yaml").write_text("population: 12\nmax_evals: 5\n")
+    assert load_config(str(tmp_path / "c.yaml")).population == 12
+    assert cfg.replace(max_evals=7, out=None).max_evals == 7
+    (tmp_path / "bad.toml").write_text("populaton = 3\n")
+    with pytest.raises(ValueError, match="unknown config keys"):
+        load_config(str(tmp_path / "bad.toml"))
+    assert SearchConfig.from_dict(cfg.to_dict()) == cfg

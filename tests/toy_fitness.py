@@ -1,0 +1,51 @@
+"""A tiny, real fitness for testing the search without the task suite: a noisy quadratic.
+
+score = log(loss_adamw / loss_program) after 60 steps on a 20-dim ill-conditioned quadratic.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+import dsl
+from evolve.candidate import WORST, Fitness, Job
+
+_D = 20
+_SCALES = torch.logspace(-2, 1, _D, dtype=torch.float64)
+
+
+def _loss_after(program: dsl.Program, steps: int = 60, lr: float = 0.05) -> float:
+    gen = torch.Generator().manual_seed(0)
+    w = torch.ones(_D, dtype=torch.float64)
+    cp = dsl.compile(program)
+    state = cp.init_state(w)
+    for t in range(1, steps + 1):
+        g = _SCALES * w + 0.01 * torch.randn(_D, generator=gen, dtype=torch.float64)
+        upd, state = cp.apply(w, g, lr, float(t), state)
+        w = w - upd.expand_as(w)
+        if not torch.isfinite(w).all():
+            return math.inf
+    return float(0.5 * (_SCALES * w * w).sum())
+
+
+_REF = None
+
+
+def toy_evaluate(jobs: list[Job]) -> list[Fitness]:
+    global _REF
+    if _REF is None:
+        import seeds
+
+        _REF = _loss_after(seeds.load("adamw"))
+    out = []
+    for job in jobs:
+        if "raise_here" in job.text:
+            raise RuntimeError("evaluator blew up")
+        loss = _loss_after(dsl.parse(job.text))
+        if not math.isfinite(loss):
+            out.append(Fitness.failed("failed", "non-finite loss"))
+            continue
+        score = max(WORST, math.log(_REF / max(loss, 1e-30)))
+        out.append(Fitness(score, (score,), {"toy": score}))
+    return out
