@@ -115,6 +115,9 @@ class CompiledProgram:
             out = ins.op.foreach(*args) if ins.op.foreach is not None else None
             if out is None:
                 out = [ins.op.torch(*[a[i] if isinstance(a, list) else a for a in args]) for i in range(n)]
+                # an op may pick a scalar argument (where with a scalar condition): keep lists of tensors
+                out = [o if isinstance(o, Tensor) else torch.as_tensor(o, dtype=p.dtype, device=p.device)
+                       for o, p in zip(out, params)]
             env[ins.target] = list(out)
         new = []
         for (x, _), a in zip(self.program.slots, self.program.next_state):

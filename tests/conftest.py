@@ -4,3 +4,19 @@ import torch
 
 torch.set_num_threads(1)
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One embedded local Ray for every test that needs it (starting Ray takes seconds)."""
+    import ray
+
+    from evolve.ray_executor import init_ray
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    # workers import test helpers (toy_fitness) by name
+    init_ray(num_cpus=2, runtime_env={"env_vars": {"PYTHONPATH": here}})
+    yield ray
+    ray.shutdown()

@@ -5,6 +5,8 @@ score = log(loss_adamw / loss_program) after 60 steps on a 20-dim ill-conditione
 from __future__ import annotations
 
 import math
+import os
+import time
 
 import torch
 
@@ -49,3 +51,30 @@ def toy_evaluate(jobs: list[Job]) -> list[Fitness]:
         score = max(WORST, math.log(_REF / max(loss, 1e-30)))
         out.append(Fitness(score, (score,), {"toy": score}))
     return out
+
+
+def factory():
+    return toy_evaluate
+
+
+class Flaky:
+    """An evaluator whose process dies the first time it sees a marked job."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __call__(self):
+        marker = self.marker
+
+        def evaluate(jobs):
+            for j in jobs:
+                if "die" in j.text and not os.path.exists(marker):
+                    open(marker, "w").close()
+                    os._exit(1)
+                if "hang" in j.text:
+                    time.sleep(60)
+            return toy_evaluate([Job(j.id, j.text.replace("#die", "").replace("#hang", "")) for j in jobs])
+
+        return evaluate
+
+
