@@ -22,3 +22,8 @@ __all__ = [
     "ProgramError", "ProgramOptimizer", "Stmt", "as_program", "compile", "dataflow_graph",
     "format_number", "load", "parse", "prune", "to_dot", "to_text",
 ]
+from .draw import draw_png
+from .export import export_optimizer
+from .symbolic import SymbolicForm, equivalent, simplify, to_math, to_sympy
+
+__all__ += ["SymbolicForm", "draw_png", "equivalent", "export_optimizer", "simplify", "to_math", "to_sympy"]

@@ -63,7 +63,8 @@ class CompiledProgram:
 
     def init_state(self, w: Tensor) -> dict[str, Tensor]:
         """Fresh state slots for a parameter (or a stack of copies), filled with initial values."""
-        return {x: torch.full_like(w, v, memory_format=torch.preserve_format) for x, v in self.program.slots}
+        return {x: torch.full_like(w, _fit(v, w.dtype), memory_format=torch.preserve_format)
+                for x, v in self.program.slots}
 
     # ---------------------------------------------------------------- one tensor / K copies
     def apply(self, w: Tensor, g: Tensor, lr: Scalar, t: float, state: Mapping[str, Tensor],
@@ -82,7 +83,9 @@ class CompiledProgram:
             args = [_value(env, a) for a in ins.args]
             if not any(isinstance(a, Tensor) for a in args):
                 env[ins.target] = scalar_eval(ins.op, args)
-            elif ins.op.reduction:
+                continue
+            args = [_fit(a, w.dtype) for a in args]
+            if ins.op.reduction:
                 env[ins.target] = ins.op.torch(*args, dims=dims)
             else:
                 env[ins.target] = ins.op.torch(*args)
@@ -112,12 +115,12 @@ class CompiledProgram:
             if not any(isinstance(a, list) for a in args):
                 env[ins.target] = scalar_eval(ins.op, args)
                 continue
+            args = [_fit(a, params[0].dtype) for a in args]
             out = ins.op.foreach(*args) if ins.op.foreach is not None else None
             if out is None:
                 out = [ins.op.torch(*[a[i] if isinstance(a, list) else a for a in args]) for i in range(n)]
                 # an op may pick a scalar argument (where with a scalar condition): keep lists of tensors
-                out = [o if isinstance(o, Tensor) else torch.as_tensor(o, dtype=p.dtype, device=p.device)
-                       for o, p in zip(out, params)]
+                out = [o if isinstance(o, Tensor) else _as_tensor(o, p) for o, p in zip(out, params)]
             env[ins.target] = list(out)
         new = []
         for (x, _), a in zip(self.program.slots, self.program.next_state):
@@ -138,14 +141,21 @@ class CompiledProgram:
             torch._foreach_sub_(params, float(update))
 
 
+def _fit(x: Any, dtype: torch.dtype) -> Any:
+    """A Python float beyond ``dtype``'s range becomes ±inf (IEEE overflow) instead of an error."""
+    if isinstance(x, float) and abs(x) > torch.finfo(dtype).max and x == x:
+        return float("inf") if x > 0 else float("-inf")
+    return x
+
+
 def _as_tensor(v: Any, like: Tensor) -> Tensor:
-    return v if isinstance(v, Tensor) else torch.as_tensor(v, dtype=like.dtype, device=like.device)
+    return v if isinstance(v, Tensor) else torch.as_tensor(_fit(v, like.dtype), dtype=like.dtype, device=like.device)
 
 
 def _materialize(v: Any, like: Tensor, copy: bool) -> Tensor:
     """A state tensor with ``like``'s shape, dtype and device from a value of the program."""
     if not isinstance(v, Tensor):
-        return torch.full_like(like, float(v), memory_format=torch.preserve_format)
+        return torch.full_like(like, _fit(float(v), like.dtype), memory_format=torch.preserve_format)
     if v.shape != like.shape:
         return v.expand_as(like).to(like.dtype).clone()
     if v.dtype != like.dtype:

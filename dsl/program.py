@@ -13,6 +13,7 @@ subexpressions and dead code: two programs are equal when they compute the same 
 from __future__ import annotations
 
 import hashlib
+import keyword
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -135,6 +136,13 @@ def _validate(p: Program) -> None:
         if n in seen:
             raise ProgramError(f"duplicate name {n!r}")
         seen.add(n)
+    for n in [*p.slot_names, *p.hparam_names, *(s.target for s in p.body), p.name]:
+        if not isinstance(n, str) or not n.isidentifier() or keyword.iskeyword(n):
+            raise ProgramError(f"{n!r} is not a valid name")
+        if n in INPUTS and n != p.name:
+            raise ProgramError(f"{n!r} is an input name; slots, hyperparameters and targets need other names")
+        if n in OPS and n != p.name:
+            raise ProgramError(f"{n!r} is a function name")
     for _, v in (*p.slots, *p.hparams):
         if not isinstance(v, float) or not math.isfinite(v):
             raise ProgramError(f"initial values and defaults must be finite floats, got {v!r}")

@@ -177,3 +177,24 @@ def test_program_file_path_is_accepted(tmp_path):
     f.write_text(LION)
     opt = dsl.ProgramOptimizer([torch.nn.Parameter(torch.zeros(1))], str(f), lr=0.1)
     assert opt.program.name == "lion"
+
+
+def test_constants_beyond_float32_range_overflow_to_inf():
+    p = dsl.parse("def f(g, m=1e39):\n    m = interp(g, m, 10.0 ** 39) + clip(g, -1e39, 1e39) + where(g, 1e39, g)\n    return m\n")
+    cp = dsl.compile(p)
+    w = torch.randn(3)
+    u, nxt = cp.apply(w, w, 0.01, 1.0, cp.init_state(w))
+    assert not torch.isfinite(u).any()
+    params, grads, states = [w.clone()], [w.clone()], [cp.init_state(w)]
+    cp.step_foreach(params, grads, states, 0.01, 1.0)
+    assert not torch.isfinite(params[0]).any()
+
+
+def test_program_rejects_names_that_cannot_be_printed():
+    from dsl import Program, ProgramError, Stmt
+    with pytest.raises(ProgramError, match="input name"):
+        Program("f", ("g",), (), (), (Stmt("w", "neg", ("g",)),), "w", ())
+    with pytest.raises(ProgramError, match="input name"):
+        Program("f", ("g",), (("t", 0.0),), (), (), "g", ("g",))
+    with pytest.raises(ProgramError, match="not a valid name"):
+        Program("f", ("g",), (), (), (Stmt("for", "neg", ("g",)),), "g", ())

@@ -1,0 +1,262 @@
+"""Export a program as the source of a standalone ``torch.optim.Optimizer`` (plain torch, no dsl).
+
+The generated file imports only ``torch``. Each statement of the program becomes one line of
+real torch code, spelled by the op table's ``code`` templates (``torch.sign``, ``torch.lerp``,
+``torch.where``, ``torch.clamp``, ``torch.linalg.vector_norm``, ...). Statements whose arguments
+are all scalars (``1 - beta1 ** t``) are computed once per parameter on 0-dim float64 tensors
+and kept as Python floats, like `dsl.compile` does, so IEEE semantics (1/0 = inf) carry over.
+The class docstring holds the program text and its math; hyperparameters are constructor
+arguments with the program's defaults, slots live in ``self.state[p]`` next to ``step``.
+"""
+from __future__ import annotations
+
+import ast
+import builtins
+import keyword
+import re
+from typing import Optional
+
+from .graph import prune
+from .ops import OPS
+from .printer import to_text
+from .program import Arg, Program
+
+__all__ = ["export_optimizer"]
+
+# Names the generated code itself uses; program names equal to one of them are renamed.
+_RESERVED = {"torch", "self", "p", "group", "state", "closure", "loss", "params", "defaults",
+             "w", "g", "lr", "t", "_f64", "__class__"}
+_FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__", "open", "getattr", "setattr"}
+
+
+class _Val:
+    """An argument as code: ``{i}`` gives the text, ``{i:t}`` makes a scalar a tensor like ``w``."""
+
+    def __init__(self, text: str, tensor: bool):
+        self.text, self.tensor = text, tensor
+
+    def __format__(self, spec: str) -> str:
+        if spec == "t" and not self.tensor:
+            return f"w.new_tensor({self.text})"
+        if spec in ("", "t"):
+            return self.text
+        raise ValueError(f"unknown format spec {spec!r} in an op code template")
+
+
+def _float_literal(v: float) -> str:
+    text = repr(float(v))
+    return f"({text})" if text.startswith("-") else text
+
+
+def _class_name(name: str) -> str:
+    parts = [x for x in re.split(r"[^0-9A-Za-z]+", name) if x]
+    cls = "".join(x[:1].upper() + x[1:] for x in parts) or "Exported"
+    if cls[0].isdigit():
+        cls = "Opt" + cls
+    if keyword.iskeyword(cls) or cls in _FORBIDDEN_CALLS:
+        cls += "Optimizer"
+    return cls
+
+
+def _indent(text: str, prefix: str) -> str:
+    return "\n".join(prefix + line if line.strip() else "" for line in text.splitlines())
+
+
+def _docstring_safe(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"""', "'''")
+
+
+def export_optimizer(program: Program, class_name: Optional[str] = None) -> str:
+    """Python source of a standalone module defining a ``torch.optim.Optimizer`` for ``program``.
+
+    The class (``class_name``, default: the program's name in CamelCase) takes ``params``,
+    ``lr=1e-3`` and one keyword per hyperparameter with the program's default; ``step``
+    supports a closure and skips parameters without a gradient. It matches
+    `dsl.ProgramOptimizer` step for step.
+    """
+    p = prune(program)
+    if "step" in p.slot_names:
+        raise ValueError("a state slot may not be called 'step' (the exported optimizer keeps the step count there)")
+    cls = class_name or _class_name(p.name)
+    if not cls.isidentifier() or keyword.iskeyword(cls):
+        raise ValueError(f"class name {cls!r} is not a Python identifier")
+
+    # -- local names ------------------------------------------------------------------
+    taken = set(_RESERVED) | set(keyword.kwlist) | set(dir(builtins)) | {cls}
+    local: dict[str, str] = {x: x for x in ("w", "g", "lr", "t")}
+
+    def fresh(name: str) -> str:
+        cand = name
+        while cand in taken:
+            cand += "_"
+        taken.add(cand)
+        return cand
+
+    for x in p.slot_names:
+        local[x] = fresh(x)
+    for x in p.hparam_names:
+        local[x] = fresh(x)
+    for s in p.body:
+        local[s.target] = fresh(s.target)
+
+    # -- kinds: Python float scalars vs tensors (full parameter shape or reduced) ------
+    tensor = {"w": True, "g": True, "lr": False, "t": False}
+    full = {"w": True, "g": True}
+    for x in p.slot_names:
+        tensor[x] = full[x] = True
+    for x in p.hparam_names:
+        tensor[x] = False
+
+    def is_tensor(a: Arg) -> bool:
+        return not isinstance(a, float) and tensor[a]
+
+    def is_full(a: Arg) -> bool:
+        return not isinstance(a, float) and full.get(a, False)
+
+    def text(a: Arg) -> str:
+        return _float_literal(a) if isinstance(a, float) else local[a]
+
+    lines: list[str] = []
+    uses_f64 = False
+    for s in p.body:
+        o = OPS[s.op]
+        if not o.code:
+            raise ValueError(f"op {s.op!r} has no code template for export")
+        if any(is_tensor(a) for a in s.args):
+            args = [_Val(text(a), is_tensor(a)) for a in s.args]
+            expr = o.code.format(*args)
+            tensor[s.target] = True
+            full[s.target] = not o.reduction and any(is_full(a) for a in s.args)
+        else:
+            uses_f64 = True
+            args = [_Val(f"_f64({text(a)})", True) for a in s.args]
+            expr = f"float({o.code.format(*args)})"
+            tensor[s.target] = False
+            full[s.target] = False
+        lines.append(f"{local[s.target]} = {expr}")
+
+    writes = []
+    for x, a in zip(p.slot_names, p.next_state):
+        if isinstance(a, str) and a == x:
+            continue
+        if not is_tensor(a):
+            value = f"torch.full_like(w, {text(a)})"
+        elif not is_full(a):
+            value = f"{text(a)}.expand_as(w).clone()"
+        elif a in ("w", "g"):
+            value = f"{text(a)}.clone()"
+        else:
+            value = text(a)
+        writes.append(f'state["{x}"] = {value}')
+
+    # -- assemble -----------------------------------------------------------------------
+    from .symbolic import to_math  # sympy only when exporting
+
+    try:
+        math_text = to_math(p)
+    except Exception as e:  # noqa: BLE001 - the docstring must not stop an export
+        math_text = f"(not available: {type(e).__name__})\n"
+    hp = list(p.hparams)
+    sig = ", ".join(["self", "params", "lr=1e-3"] + [f"{local[x]}={v!r}" for x, v in hp])
+    defaults = ", ".join(["lr=lr"] + [f"{local[x]}={local[x]}" for x, _ in hp])
+    hp_doc = ", ".join(f"``{local[x]}={v!r}``" for x, v in hp) or "none"
+    slots_doc = ", ".join(f"``{x}`` (initially {v!r})" for x, v in p.slots) or "none"
+    doc = "\n".join([
+        f"The update rule ``{p.name}`` as a torch optimizer: ``p <- p - update``.",
+        "",
+        "Program (the optsearch update-rule language)::",
+        "",
+        _indent(to_text(p, readable=True).rstrip("\n"), "    "),
+        "",
+        "Math (a primed slot is its value after the step; t counts steps from 1)::",
+        "",
+        _indent(math_text.rstrip("\n"), "    "),
+        "",
+        f"Arguments: ``params``, ``lr`` and the hyperparameters {hp_doc}.",
+        f"State per parameter: ``step`` (t) and the slots {slots_doc}.",
+    ])
+    used_inputs = set(p.inputs)
+    out = [
+        f'"""{cls}: a standalone optimizer exported from the update-rule program ``{p.name}``.',
+        "",
+        "Generated by optsearch (dsl.export_optimizer). Needs only torch.",
+        '"""',
+        "import torch",
+        "",
+        f"__all__ = [{cls!r}]",
+        "",
+    ]
+    if uses_f64:
+        out += [
+            "",
+            "def _f64(x):",
+            '    """A Python number as a 0-dim float64 tensor: scalar steps follow IEEE rules (1/0 = inf)."""',
+            "    return torch.tensor(x, dtype=torch.float64)",
+            "",
+        ]
+    out += [
+        "",
+        f"class {cls}(torch.optim.Optimizer):",
+        '    """' + _indent(_docstring_safe(doc), "    ").lstrip(),
+        '    """',
+        "",
+        f"    def __init__({sig}):",
+        "        if not 0.0 <= lr:",
+        '            raise ValueError(f"invalid learning rate: {lr}")',
+        f"        defaults = dict({defaults})",
+        "        super().__init__(params, defaults)",
+        "",
+        "    @torch.no_grad()",
+        "    def step(self, closure=None):",
+        '        """One step for every parameter with a gradient; returns the closure\'s loss, if any."""',
+        "        loss = None",
+        "        if closure is not None:",
+        "            with torch.enable_grad():",
+        "                loss = closure()",
+        "        for group in self.param_groups:",
+    ]
+    if "lr" in used_inputs:
+        out.append('            lr = float(group["lr"])')
+    for x, _ in hp:
+        out.append(f'            {local[x]} = float(group["{local[x]}"])')
+    out += [
+        '            for p in group["params"]:',
+        "                if p.grad is None:",
+        "                    continue",
+        "                if p.grad.is_sparse:",
+        f'                    raise RuntimeError("{cls} does not support sparse gradients")',
+        "                state = self.state[p]",
+        "                if len(state) == 0:",
+        '                    state["step"] = 0.0',
+    ]
+    for x, v in p.slots:
+        if v == 0.0:
+            out.append(f'                    state["{x}"] = torch.zeros_like(p, memory_format=torch.preserve_format)')
+        else:
+            out.append(f'                    state["{x}"] = torch.full_like(p, {v!r}, memory_format=torch.preserve_format)')
+    out += [
+        '                state["step"] += 1.0',
+        "                w = p",
+    ]
+    if "g" in used_inputs:
+        out.append("                g = p.grad")
+    if "t" in used_inputs:
+        out.append('                t = state["step"]')
+    for x in p.slot_names:
+        out.append(f'                {local[x]} = state["{x}"]')
+    out += ["                " + line for line in lines]
+    out += ["                " + line for line in writes]
+    out.append(f"                p.sub_({text(p.update)})")
+    out += ["        return loss", ""]
+    src = "\n".join(out)
+    _check(src)
+    return src
+
+
+def _check(src: str) -> None:
+    """The generated code must parse and must not call eval/exec or similar."""
+    tree = ast.parse(src)
+    for node in ast.walk(tree):
+        name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
+        if name in _FORBIDDEN_CALLS:
+            raise AssertionError(f"generated code uses {name!r}")

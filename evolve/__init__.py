@@ -1,0 +1,1 @@
+"""Program search: mutation of update-rule programs and the evolutionary loop around it."""
