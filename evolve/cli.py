@@ -1,0 +1,231 @@
+"""The `evolve` command: search, resume, show, plot, replay, tasks, export, seeds."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+__all__ = ["main"]
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in _csv(text))
+
+
+def _stages(text: str) -> tuple[tuple[str, ...], ...]:
+    """'a,b;a,b,c' -> (('a','b'), ('a','b','c'))"""
+    return tuple(_csv(s) for s in text.split(";") if s.strip())
+
+
+def _search_flags(p: argparse.ArgumentParser, resume: bool = False) -> None:
+    p.add_argument("--max-evals", type=int, help="candidates to evaluate in total")
+    p.add_argument("--time-limit", type=float, help="seconds before the search stops proposing")
+    p.add_argument("--workers", type=int, help="Ray evaluation actors (default: one per CPU)")
+    p.add_argument("--address", help="Ray cluster to join: 'auto' or 'ray://host:port' (default: embedded local Ray)")
+    p.add_argument("--local", action="store_true", help="evaluate in this process, without Ray")
+    p.add_argument("--no-progress", dest="progress", action="store_const", const=False,
+                   help="no live progress line")
+    if resume:
+        return
+    p.add_argument("--config", help="TOML or YAML file of settings (flags override it)")
+    p.add_argument("--out", help="run directory")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--seeds", type=_csv, help="warm-start programs: 'adamw' (default), 'adamw,lion' or 'all'")
+    p.add_argument("--population", type=int)
+    p.add_argument("--tournament", type=int)
+    p.add_argument("--batch-size", type=int, help="candidates trained side by side per worker call")
+    p.add_argument("--stages", type=_stages, help="funnel of task sets, e.g. 'quadratic,logreg_digits;mlp_digits'")
+    p.add_argument("--lr-multipliers", type=_floats, help="lr grid relative to tuned AdamW, e.g. '0.03,0.18,1'")
+    p.add_argument("--restart-after", type=int)
+    p.add_argument("--gpus-per-worker", type=float)
+    p.add_argument("--device", help="'auto' (default), 'cpu' or 'cuda'")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+
+
+def _cmd_search(a: argparse.Namespace) -> int:
+    from .config import load_config
+    from .launch import run_search
+
+    cfg = load_config(a.config).replace(
+        out=a.out, seed=a.seed, seeds=a.seeds, population=a.population, tournament=a.tournament,
+        max_evals=a.max_evals, time_limit=a.time_limit, workers=a.workers, address=a.address,
+        batch_size=a.batch_size, stages=a.stages, lr_multipliers=a.lr_multipliers,
+        restart_after=a.restart_after, gpus_per_worker=a.gpus_per_worker, device=a.device,
+        progress=a.progress)
+    run_search(cfg, local=a.local, overwrite=a.overwrite)
+    return 0
+
+
+def _cmd_resume(a: argparse.Namespace) -> int:
+    from .launch import resume_search
+
+    resume_search(a.run, local=a.local, max_evals=a.max_evals, time_limit=a.time_limit,
+                  workers=a.workers, address=a.address, progress=a.progress)
+    return 0
+
+
+def _programs_from(paths: Sequence[str], top: int) -> list[tuple[str, "object", dict]]:
+    """(label, program, info) from program files and/or run directories."""
+    import dsl
+
+    out = []
+    for path in paths:
+        p = Path(path)
+        if p.is_dir():
+            from .rundir import RunDir
+
+            hof = RunDir(p).hall_of_fame()
+            for rank, row in enumerate(hof["best"][:top], 1):
+                out.append((f"{p.name} #{rank} (id {row['id']})", dsl.parse(row["flat"]), row))
+        else:
+            out.append((str(p), dsl.load(p), {}))
+    return out
+
+
+def _cmd_show(a: argparse.Namespace) -> int:
+    import dsl
+
+    for label, prog, info in _programs_from(a.paths, a.top):
+        print(f"=== {label}")
+        facts = f"length {prog.length}, memory {prog.memory} slot{'s' if prog.memory != 1 else ''}, hash {prog.hash}"
+        if info:
+            facts = f"score {info['score']:+.4f} | " + facts
+        print(f"# {facts}")
+        if info.get("task_scores"):
+            print("# " + ", ".join(f"{k} {v:+.3f}" for k, v in info["task_scores"].items()))
+        print(dsl.to_text(prog, readable=True))
+        if hasattr(dsl, "simplify"):
+            simple = dsl.simplify(prog)
+            if simple != prog or dsl.to_text(simple, readable=True) != dsl.to_text(prog, readable=True):
+                print(f"# simplified (length {simple.length}):")
+                print(dsl.to_text(simple, readable=True))
+            print("# math:")
+            print(dsl.to_math(simple, latex=a.latex))
+        print()
+    return 0
+
+
+def _cmd_plot(a: argparse.Namespace) -> int:
+    from .plots import plot_run
+
+    for path in plot_run(a.run, a.out):
+        print(path)
+    return 0
+
+
+def _cmd_replay(a: argparse.Namespace) -> int:
+    from tasks.replay import run_replay
+
+    return run_replay(a.programs, task=a.task, reference=a.reference, steps=a.steps, lr=a.lr, plot=a.plot)
+
+
+def _cmd_tasks(a: argparse.Namespace) -> int:
+    from tasks.replay import list_tasks
+
+    list_tasks(sys.stdout, measure=not a.no_timing)
+    return 0
+
+
+def _cmd_export(a: argparse.Namespace) -> int:
+    import dsl
+
+    progs = _programs_from([a.source], a.rank)
+    index = a.rank - 1 if Path(a.source).is_dir() else 0
+    if not 0 <= index < len(progs):
+        print(f"error: no program #{a.rank} in {a.source}", file=sys.stderr)
+        return 2
+    label, prog, _ = progs[index]
+    text = dsl.export_optimizer(prog, class_name=a.class_name)
+    if a.out == "-":
+        sys.stdout.write(text)
+    else:
+        Path(a.out).write_text(text)
+        print(f"wrote {a.out} ({label})", file=sys.stderr)
+    return 0
+
+
+def _cmd_seeds(a: argparse.Namespace) -> int:
+    import dsl
+    import seeds
+
+    for name in seeds.names():
+        p = seeds.load(name)
+        print(f"# {name}: length {p.length}, memory {p.memory}  ({seeds.path(name)})")
+        print(dsl.to_text(p, readable=True))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="evolve", description="Discover optimizers by program search.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("search", help="run a search (embedded local Ray by default)")
+    _search_flags(p)
+    p.set_defaults(fn=_cmd_search)
+
+    p = sub.add_parser("resume", help="continue a stopped or killed run from its checkpoint")
+    p.add_argument("run")
+    _search_flags(p, resume=True)
+    p.set_defaults(fn=_cmd_resume)
+
+    p = sub.add_parser("show", help="print programs (from run directories or files) as code and math")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--top", type=int, default=5, help="programs per run")
+    p.add_argument("--latex", action="store_true", help="math as LaTeX")
+    p.set_defaults(fn=_cmd_show)
+
+    p = sub.add_parser("plot", help="save PNG plots of a run (best score over evaluations, Pareto front)")
+    p.add_argument("run")
+    p.add_argument("--out", help="folder for the PNG files (default: the run directory)")
+    p.set_defaults(fn=_cmd_plot)
+
+    p = sub.add_parser("replay", help="train a task with program files (and a torch optimizer to compare)")
+    p.add_argument("programs", nargs="+")
+    p.add_argument("--task", default="mlp_digits")
+    p.add_argument("--reference", help="optimizer class to run beside, e.g. torch.optim.AdamW")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--plot", help="save the loss curves as this PNG")
+    p.set_defaults(fn=_cmd_replay)
+
+    p = sub.add_parser("tasks", help="list the proxy tasks")
+    p.add_argument("--no-timing", action="store_true", help="do not time an evaluation of each task")
+    p.set_defaults(fn=_cmd_tasks)
+
+    p = sub.add_parser("export", help="write a standalone torch.optim.Optimizer file for a program")
+    p.add_argument("source", help="program file or run directory")
+    p.add_argument("--out", required=True, help="file to write ('-' for stdout)")
+    p.add_argument("--rank", type=int, default=1, help="which program of a run's hall of fame")
+    p.add_argument("--class-name")
+    p.set_defaults(fn=_cmd_export)
+
+    p = sub.add_parser("seeds", help="print the known methods that searches start from")
+    p.set_defaults(fn=_cmd_seeds)
+    return ap
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args) or 0
+    except KeyboardInterrupt:
+        print("\ninterrupted: `evolve resume RUN_DIR` continues a search from its last checkpoint", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, FileExistsError, ValueError, KeyError) as e:
+        from dsl import ParseError
+
+        if isinstance(e, ParseError):
+            print(f"error: {e}", file=sys.stderr)
+        else:
+            print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

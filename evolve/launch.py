@@ -1,0 +1,126 @@
+"""Build the executor for a config and run or resume a search (what `evolve search` calls)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional, TextIO
+
+from .config import SearchConfig
+from .executor import Executor, LocalExecutor
+from .search import Search, SearchResult
+from .worker import TaskEvaluator, default_stages, heldout_stage
+
+__all__ = ["make_executor", "run_search", "resume_search", "baseline_cache_path", "report"]
+
+
+def baseline_cache_path() -> str:
+    """Where tuned AdamW baselines are kept between runs on this machine."""
+    env = os.environ.get("OPTSEARCH_BASELINE_CACHE")
+    if env:
+        return env
+    return str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "optsearch" / "baselines.json")
+
+
+def prepare_baselines(config: SearchConfig, out: TextIO = sys.stderr) -> None:
+    """Tune AdamW once per task before workers start (cached on disk), so workers only read it."""
+    from tasks import EvalConfig
+
+    names = sorted({t for stage in (config.stages or default_stages()) for t in stage} | set(heldout_stage(config)))
+    cfg = EvalConfig(device="cpu")
+    path = baseline_cache_path()
+    for name in names:
+        task = cfg.task(name)
+        print(f"  baseline: {name} ...", end="", file=out, flush=True)
+        b = cfg.baseline(task, cache_path=path)
+        print(f" AdamW lr={b.lr:.3g} loss={b.loss:.4g}", file=out, flush=True)
+
+
+def make_executor(config: SearchConfig, local: bool = False) -> Executor:
+    """In-process (``local``) or Ray actors: embedded local Ray, or the cluster at ``config.address``."""
+    evaluator = TaskEvaluator.from_config(config, baseline_cache=baseline_cache_path())
+    if local:
+        return LocalExecutor(evaluator())
+    import ray
+
+    from .ray_executor import RayExecutor, init_ray
+
+    init_ray(config.address, num_cpus=None if config.address else (os.cpu_count() or 1))
+    resources = ray.cluster_resources()
+    gpus = resources.get("GPU", 0.0)
+    num_gpus = config.gpus_per_worker if gpus else 0.0
+    workers = config.workers
+    if workers <= 0:
+        workers = int(gpus / num_gpus) if num_gpus else int(resources.get("CPU", 1))
+    return RayExecutor(evaluator, max(1, workers), num_cpus=1, num_gpus=num_gpus,
+                       candidate_timeout=config.candidate_timeout)
+
+
+def run_search(config: SearchConfig, local: bool = False, overwrite: bool = False,
+               out: TextIO = sys.stdout) -> SearchResult:
+    print(f"search: {config.max_evals} evaluations, population {config.population}, "
+          f"seeds {','.join(config.seeds)} -> {config.out}", file=sys.stderr)
+    prepare_baselines(config)
+    executor = make_executor(config, local)
+    try:
+        result = Search.start(config, executor, overwrite=overwrite, same_rule=_same_rule()).run()
+    finally:
+        executor.close()
+    report(result, out)
+    return result
+
+
+def resume_search(path: str, local: bool = False, out: TextIO = sys.stdout, **overrides) -> SearchResult:
+    from .rundir import RunDir
+
+    config = SearchConfig.from_dict(RunDir(path).config())
+    config = config.replace(**overrides)
+    prepare_baselines(config)
+    executor = make_executor(config, local)
+    try:
+        result = Search.resume(path, executor, **{k: v for k, v in overrides.items() if v is not None}).run()
+    finally:
+        executor.close()
+    report(result, out)
+    return result
+
+
+def _same_rule():
+    """Symbolic equivalence for the hall of fame, where sympy can decide it quickly."""
+    try:
+        from dsl import equivalent
+    except ImportError:
+        return None
+
+    def same(a, b) -> bool:
+        try:
+            return equivalent(a, b)
+        except Exception:
+            return False
+
+    return same
+
+
+def report(result: SearchResult, out: TextIO = sys.stdout, top: int = 3) -> None:
+    """Print the best programs as code, with scores and the run's figures."""
+    from dsl import to_text
+
+    s = result.stats
+    c = s["cache"]
+    print(f"\n{s['evaluations']} evaluations ({s['trained']} trained) in {s['elapsed']:.0f}s: "
+          f"{s['evals_per_second']:.2f} evals/s; cache hits {100 * c['hit_rate']:.0f}% "
+          f"(structural {c['structural_hits']}, functional {c['functional_hits']}, in flight {c['inflight_hits']}); "
+          f"workers lost {s['workers_lost']}", file=out)
+    print(f"run directory: {result.run_dir}\n", file=out)
+    for rank, ind in enumerate(result.best[:top], 1):
+        f = ind.fitness
+        tasks = ", ".join(f"{k} {v:+.3f}" for k, v in f.task_scores.items())
+        print(f"# {rank}. score {f.score:+.4f} (stage {f.stages_reached}) | length {ind.program.length} | "
+              f"memory {ind.program.memory} | id {ind.id}", file=out)
+        print(f"#    {tasks}", file=out)
+        print(to_text(ind.program, readable=True), file=out)
+    if result.heldout:
+        print("held-out tasks (never seen by the search), score vs tuned AdamW:", file=out)
+        for row in result.heldout:
+            tasks = ", ".join(f"{k} {v:+.3f}" for k, v in row["task_scores"].items())
+            print(f"  {row['name']:>8}  {row['score']:+.4f}  ({tasks})", file=out)
