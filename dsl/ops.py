@@ -160,13 +160,20 @@ def _clip(x, lo, hi):
     return torch.minimum(torch.maximum(_tensor(x, like), _tensor(lo, like)), _tensor(hi, like))
 
 
+# Reductions over ``dims=()`` reduce nothing (each element is its own tensor); torch would
+# read an empty dim list as "all dims", so that case is spelled out.
+
 def _norm(x, dims=None):
+    if dims == ():
+        return torch.abs(x)
     if dims is None:
         return torch.linalg.vector_norm(x)
     return torch.linalg.vector_norm(x, dim=dims, keepdim=True)
 
 
 def _mean(x, dims=None):
+    if dims == ():
+        return x
     return x.mean() if dims is None else x.mean(dim=dims, keepdim=True)
 
 
@@ -176,6 +183,8 @@ def _rms(x, dims=None):
 
 def _dot(a, b, dims=None):
     p = a * b
+    if dims == ():
+        return p
     return p.sum() if dims is None else p.sum(dim=dims, keepdim=True)
 
 

@@ -1,0 +1,130 @@
+"""Fitness of programs on task sets (the search's entry point): `evaluate`.
+
+For each task, every (program, lr multiplier) pair is one copy; copies are trained side by
+side in batches of at most ``max_batch`` (`tasks.train.train_batched`), from the same initial
+weights and data order. A program's task score is that of its best multiplier; see
+`tasks.results` for the formula. Task data and the tuned AdamW baselines are cached in the
+process, so a worker builds each task once.
+
+Learning-rate multipliers: relative to the task's tuned AdamW lr, default ``(0.1, 0.3, 1.0)``.
+1.0 reproduces the baseline (AdamW scores 0); 0.1 and 0.3 cover sign-like updates such as
+Lion's, whose per-coordinate step is larger than AdamW's and which wants a 3-10x smaller lr.
+"""
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass, field
+from typing import Optional, Sequence, Union
+
+import torch
+
+from dsl import Program
+
+from . import registry
+from .base import Task
+from .baselines import baseline
+from .results import WORST_SCORE, Baseline, FitnessResult, TaskResult, score
+from .stages import resolve
+from .train import ERROR, HOPELESS, DIVERGED, NAN, OK, Run, StopRules, train_batched
+
+__all__ = ["EvalConfig", "evaluate", "evaluate_task", "DEFAULT_LR_MULTIPLIERS"]
+
+DEFAULT_LR_MULTIPLIERS: tuple[float, ...] = (10.0 ** -1.5, 10.0 ** -0.75, 1.0)
+
+# Which failed run represents a program that failed at every multiplier (most informative first).
+_FAILURE_ORDER = {HOPELESS: 0, DIVERGED: 1, NAN: 2, ERROR: 3}
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How programs are evaluated.
+
+    lr_multipliers: tried per program, relative to the task's tuned AdamW lr.
+    seed: initial weights and data order. steps: budget override (None: each task's own).
+    final_evals: validation losses averaged into the final loss. rules: early stopping.
+    max_batch: copies trained side by side (1: one at a time).
+    size, device, dtype: passed to every task factory.
+    """
+
+    lr_multipliers: tuple[float, ...] = DEFAULT_LR_MULTIPLIERS
+    seed: int = 0
+    steps: Optional[int] = None
+    final_evals: int = 3
+    rules: StopRules = field(default_factory=StopRules)
+    max_batch: int = 48
+    size: int = 1
+    device: str = "cpu"
+    dtype: str = "float32"
+
+    def task(self, name: str) -> Task:
+        """The task built with this config's size, device and dtype (those its factory accepts)."""
+        kw = {"size": self.size, "device": self.device, "dtype": getattr(torch, self.dtype)}
+        params = inspect.signature(registry.factory(name)).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            kw = {k: v for k, v in kw.items() if k in params}
+        return registry.get(name, **kw)
+
+    def baseline(self, task: Task, cache_path: Optional[str] = None) -> Baseline:
+        return baseline(task, seed=self.seed, steps=self.steps, final_evals=self.final_evals, rules=self.rules,
+                        path=cache_path)
+
+
+def evaluate(programs: Sequence[Program], task_names: Union[str, Sequence[str]] = "stage1",
+             config: EvalConfig = EvalConfig(), *, cache_path: Optional[str] = None) -> list[FitnessResult]:
+    """Fitness of each program on the tasks (a list of names or a `tasks.STAGES` name).
+
+    Returns one `FitnessResult` per program, in order; never raises for a program's failure
+    (an unknown task name raises KeyError).
+    ``cache_path``: optional JSON file for tuned baselines (see `tasks.baselines`).
+    """
+    names = resolve(task_names)
+    if not programs:
+        return []
+    t0 = time.perf_counter()
+    per_task = []
+    for name in names:
+        task = config.task(name)
+        per_task.append(evaluate_task(programs, task, config, config.baseline(task, cache_path)))
+    seconds = time.perf_counter() - t0
+    out = []
+    for j, p in enumerate(programs):
+        results = tuple(rs[j] for rs in per_task)
+        agg = sum(r.score for r in results) / len(results) if results else WORST_SCORE
+        out.append(FitnessResult(program=p.hash, name=p.name, aggregate=agg, results=results,
+                                 seconds=sum(r.seconds for r in results) if results else seconds))
+    return out
+
+
+def evaluate_task(programs: Sequence[Program], task: Task, config: EvalConfig, base: Baseline) -> list[TaskResult]:
+    """Each program on one task at every lr multiplier, batched; the best multiplier kept."""
+    mults = tuple(config.lr_multipliers)
+    runs = [Run(p, base.lr * m) for p in programs for m in mults]
+    reference = dict(base.curve)
+    outcomes = []
+    seconds = []
+    step = max(1, config.max_batch)
+    for k in range(0, len(runs), step):
+        chunk = runs[k:k + step]
+        outs = train_batched(task, chunk, seed=config.seed, steps=config.steps, final_evals=config.final_evals,
+                             rules=config.rules, reference=reference)
+        outcomes.extend(outs)
+        seconds.extend([outs[0].seconds / len(chunk)] * len(chunk) if outs else [])
+    results = []
+    n = len(mults)
+    for j in range(len(programs)):
+        outs = outcomes[j * n:(j + 1) * n]
+        secs = sum(seconds[j * n:(j + 1) * n])
+        grid = tuple((m, o.status, o.loss) for m, o in zip(mults, outs))
+        ok = [(o.loss, i) for i, o in enumerate(outs) if o.status == OK]
+        if ok:
+            _, i = min(ok)
+            o = outs[i]
+            s = score(o.loss, base.loss, task.loss_floor)
+        else:
+            i = min(range(n), key=lambda i: (_FAILURE_ORDER.get(outs[i].status, 9), i))
+            o, s = outs[i], WORST_SCORE
+        results.append(TaskResult(task=task.name, score=s, loss=o.loss, lr_multiplier=mults[i], lr=base.lr * mults[i],
+                                  curve=o.curve, status=o.status, reason=o.reason, steps=o.steps, seconds=secs,
+                                  grid=grid))
+    return results

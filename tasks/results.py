@@ -1,0 +1,133 @@
+"""Scores and result records (frozen, JSON-serializable with ``to_dict``).
+
+Fitness of a program on a task (natural log; positive = better than tuned AdamW):
+
+    score = clip(log((L_AdamW + floor) / (L_program + floor)), -SCORE_CLIP, SCORE_CLIP)
+
+where ``L`` is the final validation loss (mean of the last few evaluations), ``L_AdamW`` that of
+the AdamW seed at its tuned learning rate, the program's loss is the best over the learning-rate
+multipliers tried, and ``floor`` is the task's ``loss_floor``. A failed program (status other
+than 'ok') scores ``WORST_SCORE``, below every clipped score. Over a task set:
+
+    aggregate = mean over tasks of score
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
+
+__all__ = ["WORST_SCORE", "SCORE_CLIP", "score", "TaskResult", "FitnessResult", "Baseline"]
+
+WORST_SCORE = -10.0
+"""Score of a failed run (nan, diverged, hopeless, error): finite, below every real score."""
+
+SCORE_CLIP = 5.0
+"""Real scores are clipped to ``[-SCORE_CLIP, SCORE_CLIP]`` (a factor of e^5 ~ 148 in loss)."""
+
+
+_TINY = 1e-30  # guards log(0) for losses that reach exactly 0 with no floor
+
+
+def score(loss: float, baseline_loss: float, floor: float = 0.0) -> float:
+    """``clip(log((baseline_loss + floor) / (loss + floor)), ±SCORE_CLIP)``; WORST_SCORE if not finite."""
+    if not (math.isfinite(loss) and math.isfinite(baseline_loss)):
+        return WORST_SCORE
+    num, den = max(baseline_loss + floor, _TINY), max(loss + floor, _TINY)
+    return max(-SCORE_CLIP, min(SCORE_CLIP, math.log(num / den)))
+
+
+def _clean(x: Any) -> Any:
+    """Non-finite floats -> None, tuples -> lists: strict JSON."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    return x
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """A program on one task.
+
+    score: see module doc. loss: final validation loss of the chosen run (for failures, the
+    last one measured). lr_multiplier / lr: of the chosen run (relative to / absolute, before
+    the schedule). curve: ``((step, val_loss), ...)`` of the chosen run. status: 'ok', 'nan',
+    'diverged', 'hopeless' or 'error' (of the chosen run: the best 'ok' one if any).
+    reason: why it failed ('' if ok). steps: steps it ran. seconds: wall time of the batched
+    training calls this program took part in, divided by the number of copies in them.
+    grid: ``((multiplier, status, loss), ...)`` for every multiplier tried.
+    """
+
+    task: str
+    score: float
+    loss: float
+    lr_multiplier: float
+    lr: float
+    curve: tuple[tuple[int, float], ...]
+    status: str
+    reason: str
+    steps: int
+    seconds: float
+    grid: tuple[tuple[float, str, float], ...] = ()
+
+    def to_dict(self) -> dict:
+        return _clean(asdict(self))
+
+
+@dataclass(frozen=True)
+class FitnessResult:
+    """A program on a task set: ``aggregate = mean(score over results)``."""
+
+    program: str  # structural hash
+    name: str
+    aggregate: float
+    results: tuple[TaskResult, ...]
+    seconds: float
+
+    @property
+    def scores(self) -> dict[str, float]:
+        return {r.task: r.score for r in self.results}
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status == "ok" for r in self.results)
+
+    def result(self, task: str) -> Optional[TaskResult]:
+        return next((r for r in self.results if r.task == task), None)
+
+    def to_dict(self) -> dict:
+        d = _clean(asdict(self))
+        d["scores"] = _clean(self.scores)
+        return d
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """AdamW on a task at its tuned learning rate (the fitness reference).
+
+    key: cache key; lr: the best of the grid; loss: its final validation loss; curve: its
+    validation curve; grid: ``((lr, status, loss), ...)`` over the tuning grid.
+    """
+
+    task: str
+    key: str
+    lr: float
+    loss: float
+    curve: tuple[tuple[int, float], ...]
+    grid: tuple[tuple[float, str, float], ...]
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return _clean(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Baseline":
+        nan = float("nan")
+        return cls(task=d["task"], key=d["key"], lr=float(d["lr"]),
+                   loss=nan if d["loss"] is None else float(d["loss"]),
+                   curve=tuple((int(s), nan if v is None else float(v)) for s, v in d["curve"]),
+                   grid=tuple((float(a), str(b), nan if c is None else float(c)) for a, b, c in d["grid"]),
+                   seconds=float(d["seconds"]))
