@@ -24,7 +24,7 @@ test-all: venv
 	$(BIN)/python -m pytest -q -m ""
 
 search: venv
-	$(BIN)/evolve search --config configs/default.toml --out runs/default
+	$(BIN)/evolve search --config configs/default.toml --overwrite
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

@@ -50,6 +50,40 @@ class CompiledProgram:
         self.program = program
         self.instrs = tuple(_Instr(s.target, OPS[s.op], s.args) for s in program.body)
         self.defaults = dict(program.hparams)
+        # Statements of t, hyperparameters and constants only (bias corrections like 1 - b ** t)
+        # are the same for every tensor of a step: computed once per (t, hyperparameters).
+        static: set[str] = {"t", *self.defaults}
+        for ins in self.instrs:
+            if all(isinstance(a, float) or a in static for a in ins.args):
+                static.add(ins.target)
+        self.static = tuple(i for i in self.instrs if i.target in static)
+        self.dynamic = tuple(i for i in self.instrs if i.target not in static)
+        self._memo: tuple = (None, {})
+
+    def _static_values(self, t: float, hp: Mapping[str, Any]) -> Optional[dict[str, float]]:
+        """Values of the static statements, or None when a hyperparameter is a tensor."""
+        if any(isinstance(v, Tensor) for v in hp.values()):
+            return None
+        key = (t, tuple(hp.values()))
+        memo_key, values = self._memo
+        if memo_key == key:
+            return values
+        env: dict[str, Any] = {"t": t, **hp}
+        for ins in self.static:
+            env[ins.target] = scalar_eval(ins.op, [_value(env, a) for a in ins.args])
+        values = {ins.target: env[ins.target] for ins in self.static}
+        self._memo = (key, values)
+        return values
+
+    def _prepare(self, env: dict, t: float, hparams: Optional[Mapping[str, Any]]) -> tuple:
+        """Put hyperparameters and static values into ``env``; return the instructions left to run."""
+        hp = self.hparams(hparams)
+        env.update(hp)
+        static = self._static_values(float(t), hp)
+        if static is None:
+            return self.instrs
+        env.update(static)
+        return self.dynamic
 
     def hparams(self, overrides: Optional[Mapping[str, float]] = None) -> dict[str, Any]:
         hp = dict(self.defaults)
@@ -77,9 +111,8 @@ class CompiledProgram:
         """
         dims = None if reduce_dims is None else tuple(reduce_dims)
         env: dict[str, Any] = {"w": w, "g": g, "lr": lr, "t": float(t)}
-        env.update(self.hparams(hparams))
         env.update(state)
-        for ins in self.instrs:
+        for ins in self._prepare(env, t, hparams):
             args = [_value(env, a) for a in ins.args]
             if not any(isinstance(a, Tensor) for a in args):
                 env[ins.target] = scalar_eval(ins.op, args)
@@ -106,11 +139,10 @@ class CompiledProgram:
         if not params:
             return
         env: dict[str, Any] = {"w": params, "g": grads, "lr": float(lr), "t": float(t)}
-        env.update(self.hparams(hparams))
         for x, _ in self.program.slots:
             env[x] = [st[x] for st in states]
         n = len(params)
-        for ins in self.instrs:
+        for ins in self._prepare(env, t, hparams):
             args = [_value(env, a) for a in ins.args]
             if not any(isinstance(a, list) for a in args):
                 env[ins.target] = scalar_eval(ins.op, args)
