@@ -42,6 +42,8 @@ def _search_flags(p: argparse.ArgumentParser, resume: bool = False) -> None:
     p.add_argument("--batch-size", type=int, help="candidates trained side by side per worker call")
     p.add_argument("--stages", type=_stages, help="funnel of task sets, e.g. 'quadratic,logreg_digits;mlp_digits'")
     p.add_argument("--lr-multipliers", type=_floats, help="lr grid relative to tuned AdamW, e.g. '0.03,0.18,1'")
+    p.add_argument("--heldout", type=_csv, help="held-out tasks for the final meta-validation")
+    p.add_argument("--heldout-top", type=int, help="programs re-scored on held-out tasks at the end (0: none)")
     p.add_argument("--restart-after", type=int)
     p.add_argument("--gpus-per-worker", type=float)
     p.add_argument("--device", help="'auto' (default), 'cpu' or 'cuda'")
@@ -57,6 +59,7 @@ def _cmd_search(a: argparse.Namespace) -> int:
         max_evals=a.max_evals, time_limit=a.time_limit, workers=a.workers, address=a.address,
         batch_size=a.batch_size, stages=a.stages, lr_multipliers=a.lr_multipliers,
         restart_after=a.restart_after, gpus_per_worker=a.gpus_per_worker, device=a.device,
+        heldout=a.heldout, heldout_top=a.heldout_top,
         progress=a.progress)
     run_search(cfg, local=a.local, overwrite=a.overwrite)
     return 0
