@@ -164,6 +164,17 @@ def _cmd_seeds(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ops(a: argparse.Namespace) -> int:
+    import dsl
+
+    print(f"{'function':10s} {'arity':>5s}  meaning")
+    for o in dsl.OPS.values():
+        name = o.symbol if o.symbol else o.name
+        kind = " (per-tensor reduction)" if o.reduction else ""
+        print(f"{name:10s} {o.arity:5d}  {o.doc}{kind}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="evolve", description="Discover optimizers by program search.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -210,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("seeds", help="print the known methods that searches start from")
     p.set_defaults(fn=_cmd_seeds)
+
+    p = sub.add_parser("ops", help="list the functions and operators of the update-rule language")
+    p.set_defaults(fn=_cmd_ops)
     return ap
 
 
