@@ -125,7 +125,8 @@ def _cmd_plot(a: argparse.Namespace) -> int:
 def _cmd_replay(a: argparse.Namespace) -> int:
     from tasks.replay import run_replay
 
-    return run_replay(a.programs, task=a.task, reference=a.reference, steps=a.steps, lr=a.lr, plot=a.plot)
+    return run_replay(a.programs, task=a.task, reference=a.reference, steps=a.steps, lr=a.lr, plot=a.plot,
+                      out=sys.stdout)
 
 
 def _cmd_tasks(a: argparse.Namespace) -> int:
