@@ -51,14 +51,18 @@ def main() -> None:
         cfg = base.replace(seed=seed, out=f"{base.out}/seed{seed}", progress=False)
         res = run_search(cfg, overwrite=True)
         best = res.best[0]
-        simple = dsl.simplify(best.program) if hasattr(dsl, "simplify") else best.program
+        try:
+            simple = dsl.simplify(best.program)
+            math_text = dsl.to_math(simple)
+        except Exception as e:  # simplification is a report nicety; never lose a run over it
+            simple, math_text = best.program, f"(not simplified: {type(e).__name__})"
         held = {r["name"]: r for r in res.heldout}
         rows.append({
             "seed": seed, "run": res.run_dir, "stats": res.stats,
             "best": {"id": best.id, "score": best.fitness.score, "stages": best.fitness.stages_reached,
                      "task_scores": best.fitness.task_scores, "text": dsl.to_text(best.program, readable=True),
                      "simplified": dsl.to_text(simple, readable=True),
-                     "math": dsl.to_math(simple) if hasattr(dsl, "to_math") else "",
+                     "math": math_text,
                      "length": best.program.length, "memory": best.program.memory,
                      "lion_family": lion_family(simple) or lion_family(best.program)},
             "heldout": res.heldout,
