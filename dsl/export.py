@@ -11,7 +11,6 @@ arguments with the program's defaults, slots live in ``self.state[p]`` next to `
 from __future__ import annotations
 
 import ast
-import builtins
 import keyword
 import re
 from typing import Optional
@@ -25,7 +24,8 @@ __all__ = ["export_optimizer"]
 
 # Names the generated code itself uses; program names equal to one of them are renamed.
 _RESERVED = {"torch", "self", "p", "group", "state", "closure", "loss", "params", "defaults",
-             "w", "g", "lr", "t", "_f64", "__class__"}
+             "w", "g", "lr", "t", "_f64", "__class__",
+             "float", "len", "dict", "super", "ValueError", "RuntimeError"}  # builtins it calls
 _FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__", "open", "getattr", "setattr"}
 
 
@@ -72,7 +72,9 @@ def export_optimizer(program: Program, class_name: Optional[str] = None) -> str:
     The class (``class_name``, default: the program's name in CamelCase) takes ``params``,
     ``lr=1e-3`` and one keyword per hyperparameter with the program's default; ``step``
     supports a closure and skips parameters without a gradient. It matches
-    `dsl.ProgramOptimizer` step for step.
+    `dsl.ProgramOptimizer` step for step. A program name that equals a name the generated code
+    uses (``p``, ``state``, ``group``, ``float``, ...) gets a trailing underscore; for a
+    hyperparameter that is also its constructor argument and param-group key.
     """
     p = prune(program)
     if "step" in p.slot_names:
@@ -82,7 +84,7 @@ def export_optimizer(program: Program, class_name: Optional[str] = None) -> str:
         raise ValueError(f"class name {cls!r} is not a Python identifier")
 
     # -- local names ------------------------------------------------------------------
-    taken = set(_RESERVED) | set(keyword.kwlist) | set(dir(builtins)) | {cls}
+    taken = set(_RESERVED) | set(keyword.kwlist) | {cls}
     local: dict[str, str] = {x: x for x in ("w", "g", "lr", "t")}
 
     def fresh(name: str) -> str:

@@ -263,7 +263,7 @@ _TABLE = [
        code="torch.tanh({0})"),
     Op("clip", 3, _clip, lambda x, lo, hi: _sp().Min(_sp().Max(x, lo), hi),
        "min(max(x, lo), hi)", None, _fe_clip,
-       code="torch.clamp({0:t}, {1}, {2})"),
+       code="torch.clamp({0:t}, min={1}).clamp(max={2})"),
     Op("maximum", 2, _maximum, lambda a, b: _sp().Max(a, b), "elementwise max(a, b)", None,
        _fe_minmax(torch._foreach_maximum, torch._foreach_clamp_min),
        code="torch.maximum({0:t}, {1:t})"),

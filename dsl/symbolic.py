@@ -10,23 +10,27 @@
   inputs, relative tolerance 1e-6) and the shortest valid one is returned; the original is
   returned when nothing shorter passes.
 - `to_math(p)`: the rule as plain-text or LaTeX equations (``update = ...``, ``m' = ...``).
-- `equivalent(a, b)`: the same rule up to slot names.
+- `equivalent(a, b)`: the same rule up to slot names. Sound but incomplete: True means the
+  canonical forms agree (and a numeric check passed); rules that only case analysis shows
+  equal (nested ``where``/comparison logic) may come out False.
 
 Time bound (simplification must never hang)
     The sympy work runs in a daemon worker thread; the caller waits at most ``timeout``
     seconds and then returns the best *verified* result found so far (or the original).
-    The worker is interrupted without signals (which only work in the main thread and are
-    unusable in Ray worker threads): it installs a ``sys.settrace`` hook for its own thread
-    only that, every few hundred Python calls, compares the clock with the deadline and raises
-    `SymbolicTimeout` (a ``BaseException``, so sympy's ``except Exception`` clauses do not
-    swallow it) inside whatever sympy is doing. Between passes the worker also checks the
-    deadline cooperatively, and expensive passes (``expand``, ``sympy.simplify``) are skipped
-    for large expressions. If a debugger or coverage tool already traces the thread, the hook
-    is not installed; the caller still returns on time and the worker stops at its next
-    cooperative check.
+    The worker is interrupted without signals (they only work in the main thread, so not in
+    Ray worker threads): it installs a ``sys.settrace`` hook for its own thread only that,
+    every 64 Python calls, compares the clock with the deadline and raises `SymbolicTimeout`
+    (a ``BaseException``, so sympy's ``except Exception`` clauses do not swallow it) inside
+    whatever sympy is doing. The worker's deadline is a little earlier than the caller's so
+    that unwinding (freeing what the interrupted call built) fits in the bound. The same hook
+    gives ``sympy.simplify`` only a share of the time (`_PassTimeout`), after which the search
+    goes on with the cheap passes' results. Expensive passes (``expand``, ``sympy.simplify``)
+    are skipped outright for large expressions or ones whose expansion would explode. A trace
+    function already set for the thread (coverage, a debugger) is called through the hook.
 """
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 import sys
@@ -34,13 +38,13 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Mapping, Optional, Union
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import sympy as sp
-from sympy.printing.latex import LatexPrinter
-from sympy.printing.str import StrPrinter
 import torch
 from sympy.core.function import AppliedUndef
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.str import StrPrinter
 
 from .compiler import compile as _compile
 from .graph import prune
@@ -132,7 +136,12 @@ def to_sympy(program: Program, substitute: bool = False) -> SymbolicForm:
         return _number(a) if isinstance(a, float) else env[a]
 
     for s in program.body:
-        env[s.target] = sp.sympify(OPS[s.op].sympy(*[val(a) for a in s.args]))
+        args = [val(a) for a in s.args]
+        try:
+            env[s.target] = sp.sympify(OPS[s.op].sympy(*args))
+        except Exception:  # noqa: BLE001
+            # sympy refuses some constant arguments (Max of nan): keep the call unevaluated
+            env[s.target] = sp.Function(s.op)(*args)
     nxt = {x: sp.sympify(val(a)) for (x, _), a in zip(program.slots, program.next_state)}
     return SymbolicForm(sp.sympify(val(program.update)), nxt, syms, tuple(program.slots),
                         tuple(program.hparams), substitute, program.name)
@@ -158,13 +167,22 @@ def _tidy(e: sp.Expr) -> sp.Expr:
         return x.is_Float
 
     def nice(x):
-        v = _nice_float(float(x))
+        v = float(x)
+        if not math.isfinite(v):
+            return x
+        v = _nice_float(v)
         if v == int(v) and abs(v) < 2 ** 53:
             return sp.Integer(int(v))
-        return x if v == float(x) else sp.Float(v)
+        return x if v == float(x) and x._prec == 53 else sp.Float(v)  # one precision everywhere
 
     if e.has(sp.Float):
         e = e.replace(is_float, nice)
+
+    def huge_integer(x):  # beyond float precision: the program can only hold the float
+        return x.is_Integer and abs(int(x)) >= 2 ** 53
+
+    if any(huge_integer(x) for x in e.atoms(sp.Integer)):
+        e = e.replace(huge_integer, lambda x: sp.Float(float(x)))
 
     def half_pow(x):
         return x.is_Pow and x.exp.is_Float and (2 * float(x.exp)).is_integer()
@@ -263,6 +281,9 @@ def _tree_size(e: sp.Basic, cap: int = 10 ** 6) -> int:
 
 # ================================================================ time bound
 
+_NO_RAISE_FLAGS = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
 class _PassTimeout(SymbolicTimeout):
     """One expensive pass ran out of its share of the time; the search goes on without it."""
 
@@ -280,6 +301,8 @@ class _Budget:
         return self.cancelled or time.monotonic() > self.end
 
     def check(self) -> None:
+        if self.tracer is not None and sys.gettrace() is None:
+            sys.settrace(self.tracer)  # lost after a raise that something swallowed: re-arm
         now = time.monotonic()
         if self.cancelled or now > self.end:
             raise SymbolicTimeout()
@@ -323,19 +346,22 @@ def _bounded(fn: Callable[[_Budget, Callable[[Any], None]], None], timeout: Opti
     # call frees what it built, which holds the interpreter lock for a moment.
     budget = _Budget(timeout - min(0.25, 0.1 * timeout))
     calls = [0]
+    chained: list = [None]  # a tracer already set for new threads (coverage, debugger)
 
     def tracer(frame, event, arg):
         calls[0] += 1
-        if calls[0] >= 64:
+        # Not inside generator frames: a generator resumed to be closed by the garbage
+        # collector would report the exception as "ignored" and lose the trace hook.
+        if calls[0] >= 64 and not frame.f_code.co_flags & _NO_RAISE_FLAGS:
             calls[0] = 0
             budget.check()
-        return None
+        prev = chained[0]
+        return prev(frame, event, arg) if prev is not None else None
 
     def target() -> None:
-        own = sys.gettrace() is None
-        if own:
-            budget.tracer = tracer
-            sys.settrace(tracer)
+        chained[0] = sys.gettrace()
+        budget.tracer = tracer
+        sys.settrace(tracer)
         try:
             fn(budget, publish)
         except SymbolicTimeout:
@@ -344,8 +370,7 @@ def _bounded(fn: Callable[[_Budget, Callable[[Any], None]], None], timeout: Opti
             box["error"] = e
         finally:
             budget.tracer = None
-            if own:
-                sys.settrace(None)
+            sys.settrace(chained[0])
 
     th = threading.Thread(target=target, name="dsl-symbolic", daemon=True)
     th.start()
@@ -791,7 +816,18 @@ def _interp_numeric_pair(e: sp.Add, fn: sp.FunctionClass) -> Optional[sp.Expr]:
             continue
         if abs(float(ci) + float(cj) - 1) > 1e-9:
             continue
-        if abs(float(ci)) > abs(float(cj)):  # the larger weight is the interpolation weight
+        # the interpolation weight is the larger one (interp(g, m, 0.9)) unless 1 - weight
+        # then loses precision (0.99999999 vs 1e-8)
+        def err(beta, other):
+            return abs((1.0 - float(beta)) - float(other)) / abs(float(other))
+
+        ci_big = abs(float(ci)) > abs(float(cj))
+        big, small = (ci, cj) if ci_big else (cj, ci)
+        if err(big, small) <= 1e-12:
+            beta_is_ci = ci_big
+        else:
+            beta_is_ci = err(ci, cj) < err(cj, ci)
+        if beta_is_ci:
             ci, cj, ri, rj = cj, ci, rj, ri
         rest = [t for k, t in enumerate(terms) if k not in (i, j)]
         return sp.Add(*rest, fn(ri, rj, _tidy(sp.Float(float(cj)))))
@@ -993,7 +1029,8 @@ def _float_text(v: float) -> str:
 
 class _MathStr(StrPrinter):
     def _print_Float(self, e):
-        return _float_text(float(e))
+        v = float(e)
+        return _float_text(v) if math.isfinite(v) else super()._print_Float(e)
 
     def _print_Abs(self, e):
         return f"abs({self._print(e.args[0])})"
@@ -1027,6 +1064,8 @@ class _MathLatex(LatexPrinter):
         return text
 
     def _print_Float(self, e):
+        if not math.isfinite(float(e)):
+            return super()._print_Float(e)
         text = _float_text(float(e))
         if "e" in text:
             mant, ex = text.split("e")
@@ -1040,11 +1079,18 @@ def _math_lines(form: SymbolicForm) -> list[tuple[str, sp.Expr]]:
     primes = {s: sp.Symbol(f"{s}'", real=True) for s in form.next_state}
     nxt = dict(form.next_state)
     upd = form.update
-    for s, e in form.next_state.items():
+    def put(x: sp.Expr, e: sp.Expr, new: sp.Symbol) -> sp.Expr:
+        x = x.xreplace({e: new})
+        if e.is_Add and x.has(*e.args) and _tree_size(x) <= 4 * _MATH_LIMIT:
+            x = x.subs(e, new)  # also inside sums: g - m_new_expr -> g - m'
+        return x
+
+    # larger expressions first: one slot's new value may contain another's (s' holds m')
+    for s, e in sorted(form.next_state.items(), key=lambda kv: -_tree_size(kv[1])):
         if not e.args or e.is_number:
             continue
-        upd = upd.xreplace({e: primes[s]})
-        nxt = {k: (v if k == s else v.xreplace({e: primes[s]})) for k, v in nxt.items()}
+        upd = put(upd, e, primes[s])
+        nxt = {k: (v if k == s else put(v, e, primes[s])) for k, v in nxt.items()}
     lines = [("update", upd)] + [(f"{s}'", v) for s, v in nxt.items()]
     if max((_tree_size(e) for _, e in lines), default=0) > _MATH_LIMIT:
         reps, reduced = sp.cse([e for _, e in lines], symbols=sp.numbered_symbols("c"), order="none")
@@ -1075,10 +1121,22 @@ def to_math(program: Program, latex: bool = False, *, substitute: bool = False) 
 # ================================================================ equivalence
 
 def _canonical(e: sp.Expr, budget: _Budget) -> sp.Expr:
+    """Expanded (when affordable), with constant subexpressions as tidied floats."""
     budget.check()
     if _tree_size(e) <= _EXPAND_LIMIT and _expanded_terms(e) <= _EXPAND_TERMS:
-        e = _tidy(sp.expand(e))
-    return e
+        e = sp.expand(e)
+        if e.has(sp.Piecewise):
+            e = sp.piecewise_fold(e)
+    e = e.evalf(17)
+
+    def constant(x):  # evalf leaves these inside relations (conditions of Piecewise)
+        return isinstance(x, sp.Expr) and bool(x.args) and x.is_number and not x.has(AppliedUndef)
+
+    def value(x):
+        v = x.evalf(17)
+        return v if v.is_Number else x
+
+    return _tidy(e.replace(constant, value))
 
 
 def _same(e1: sp.Expr, e2: sp.Expr, budget: _Budget) -> bool:
@@ -1088,37 +1146,85 @@ def _same(e1: sp.Expr, e2: sp.Expr, budget: _Budget) -> bool:
     if c1 == c2:
         return True
     budget.check()
-    d = c1 - c2
-    if _tree_size(d) <= _EXPAND_LIMIT and _expanded_terms(d) <= _EXPAND_TERMS:
-        d = _tidy(sp.expand(d))
+    d = _canonical(c1 - c2, budget)
     if d == 0:
         return True
     if _tree_size(d) <= _SIMPLIFY_LIMIT:
         share = _SIMPLIFY_SHARE * max(0.0, budget.end - time.monotonic())
         try:
-            return budget.run_pass(min(share, _SIMPLIFY_MAX_SECONDS), lambda: _tidy(sp.simplify(d)) == 0)
+            return budget.run_pass(min(share, _SIMPLIFY_MAX_SECONDS), lambda: _canonical(sp.simplify(d), budget) == 0)
         except _PassTimeout:
             return False
     return False
 
 
+def _canonical_form(form: SymbolicForm, budget: _Budget, deep: bool) -> SymbolicForm:
+    """Outputs in canonical form (``deep``: after ``sympy.simplify`` too), dead slots dropped."""
+    def canon(e):
+        if deep and _tree_size(e) <= _SIMPLIFY_LIMIT:
+            share = _SIMPLIFY_SHARE * max(0.0, budget.end - time.monotonic())
+            try:
+                e = budget.run_pass(min(share, _SIMPLIFY_MAX_SECONDS) / len(form.outputs),
+                                    lambda: sp.simplify(e))
+            except _PassTimeout:
+                pass
+        return _canonical(e, budget)
+
+    return _reduce_slots(replace(form, update=canon(form.update),
+                                 next_state={k: canon(v) for k, v in form.next_state.items()}))
+
+
+def _used_hparams(f: SymbolicForm) -> dict:
+    free = set().union(*(e.free_symbols for e in f.outputs))
+    return {n: v for n, v in f.hparams if n in f.symbols and f.symbols[n] in free}
+
+
+def _updates_differ(a: Program, b: Program, substitute: bool) -> bool:
+    """A cheap necessary test: from their own initial states, on the same random inputs, do the
+    updates differ (at the defaults, then with the shared hyperparameters perturbed)?"""
+    try:
+        ca, cb = _compile(a), _compile(b)
+        gen = torch.Generator().manual_seed(3)
+        shape = torch.Size((3, 4))
+        w0 = torch.zeros(shape, dtype=torch.float64)
+        shared = set(a.hparam_names) & set(b.hparam_names)
+        for trial in range(1 if substitute else 2):
+            hp = {k: v + 0.1 * (1 + abs(v)) * (0.5 - float(torch.rand((), generator=gen)))
+                  for k, v in a.hparams if k in shared and trial == 1}
+            ha = {k: hp[k] for k in a.hparam_names if k in hp}
+            hb = {k: hp[k] for k in b.hparam_names if k in hp}
+            sa, sb = ca.init_state(w0), cb.init_state(w0)
+            for k in range(4):
+                w = torch.randn(shape, generator=gen, dtype=torch.float64)
+                g = torch.randn(shape, generator=gen, dtype=torch.float64)
+                ua, sa = ca.apply(w, g, 0.3, float(k + 1), sa, ha)
+                ub, sb = cb.apply(w, g, 0.3, float(k + 1), sb, hb)
+                if not _close(ua, ub, shape, 1e-6):
+                    return True
+        return False
+    except SymbolicTimeout:
+        raise
+    except Exception:  # noqa: BLE001 - undecided here; the symbolic comparison decides
+        return False
+
+
 def _equivalent(a: Program, b: Program, substitute: bool, budget: _Budget) -> bool:
     a, b = prune(a), prune(b)
-    fa = _reduce_slots(_tidy_form(to_sympy(a, substitute)))
-    fb = _reduce_slots(_tidy_form(to_sympy(b, substitute)))
-    if len(fa.slots) != len(fb.slots):
+    if _updates_differ(a, b, substitute):
         return False
-    if not substitute:
-        used = lambda f: {n: v for n, v in f.hparams  # noqa: E731
-                          if n in f.symbols and any(f.symbols[n] in e.free_symbols for e in f.outputs)}
-        if used(fa) != used(fb):
+    raw_a = _tidy_form(to_sympy(a, substitute))
+    raw_b = _tidy_form(to_sympy(b, substitute))
+
+    def comparable(fa, fb):
+        return len(fa.slots) == len(fb.slots) and (substitute or _used_hparams(fa) == _used_hparams(fb))
+
+    fa, fb = _canonical_form(raw_a, budget, False), _canonical_form(raw_b, budget, False)
+    if not comparable(fa, fb):
+        # parts that only sympy.simplify shows to be constant can hide a dead slot or hyperparameter
+        fa, fb = _canonical_form(raw_a, budget, True), _canonical_form(raw_b, budget, True)
+        if not comparable(fa, fb):
             return False
-    init_a = dict(fa.slots)
-    names_a = [s for s, _ in fa.slots]
-    for perm in itertools.permutations(names_a):
-        mapping = dict(zip((s for s, _ in fb.slots), perm))  # slot of b -> slot of a
-        if any(init_a[mapping[s]] != v for s, v in fb.slots):
-            continue
+    for mapping in _slot_matchings(a, b, [s for s, _ in fa.slots], [s for s, _ in fb.slots]):
         budget.check()
         if not numerically_equal(a, b, mapping, perturb_hparams=not substitute):
             continue
@@ -1129,6 +1235,41 @@ def _equivalent(a: Program, b: Program, substitute: bool, budget: _Budget) -> bo
                for s in fb.next_state):
             return True
     return False
+
+
+def _slot_matchings(a: Program, b: Program, slots_a: list, slots_b: list):
+    """Candidate maps (slot of b -> slot of a): slots whose values agree over a few steps from
+    the initial state on the same random inputs (equivalent rules must agree there)."""
+    ca, cb = _compile(a), _compile(b)
+    gen = torch.Generator().manual_seed(2)
+    shape = torch.Size((3, 4))
+    w0 = torch.zeros(shape, dtype=torch.float64)
+    sa, sb = ca.init_state(w0), cb.init_state(w0)
+    traj_a = {x: [] for x in slots_a}
+    traj_b = {x: [] for x in slots_b}
+    try:
+        for k in range(3):
+            w = torch.randn(shape, generator=gen, dtype=torch.float64)
+            g = torch.randn(shape, generator=gen, dtype=torch.float64)
+            _, sa = ca.apply(w, g, 0.3, float(k + 1), sa)
+            _, sb = cb.apply(w, g, 0.3, float(k + 1), sb)
+            for x in slots_a:
+                traj_a[x].append(sa[x])
+            for x in slots_b:
+                traj_b[x].append(sb[x])
+    except Exception:  # noqa: BLE001 - fall back to every assignment
+        traj_a = traj_b = None
+    init_a, init_b = dict(a.slots), dict(b.slots)
+
+    def fits(x, y):
+        if init_b[x] != init_a[y]:
+            return False
+        return traj_a is None or all(_close(u, v, shape, 1e-6) for u, v in zip(traj_a[y], traj_b[x]))
+
+    options = [[y for y in slots_a if fits(x, y)] for x in slots_b]
+    for choice in itertools.product(*options):
+        if len(set(choice)) == len(choice):
+            yield dict(zip(slots_b, choice))
 
 
 def equivalent(a: Program, b: Program, *, substitute: bool = False,

@@ -94,7 +94,7 @@ def _same_rule():
 
     def same(a, b) -> bool:
         try:
-            return equivalent(a, b)
+            return equivalent(a, b, timeout=2.0)
         except Exception:
             return False
 
