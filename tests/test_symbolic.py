@@ -196,7 +196,7 @@ def test_bounded_interrupts_a_runaway_worker():
     before = threading.active_count()
     assert S._bounded(spin, 0.5, None) == "started"
     assert time.monotonic() - t0 < 1.5  # the bound, plus slack for a busy machine
-    deadline = time.monotonic() + 2.0
+    deadline = time.monotonic() + 5.0
     while threading.active_count() > before and time.monotonic() < deadline:
         time.sleep(0.02)
     assert threading.active_count() == before  # the worker was stopped, not abandoned
@@ -217,9 +217,9 @@ def test_pathological_program_returns_within_the_bound(monkeypatch):
     before = threading.active_count()
     t0 = time.monotonic()
     s = S.simplify(p, timeout=1.0)
-    assert time.monotonic() - t0 < 2.0
+    assert time.monotonic() - t0 < 5.0   # a bound, not a benchmark: generous for loaded CI machines
     assert s.length <= p.length and S.numerically_equal(p, s)
-    deadline = time.monotonic() + 2.0
+    deadline = time.monotonic() + 5.0
     while threading.active_count() > before and time.monotonic() < deadline:
         time.sleep(0.02)
     assert threading.active_count() == before  # the interrupted worker has stopped
@@ -233,7 +233,7 @@ def test_equivalent_respects_the_bound(monkeypatch):
     assert S.equivalent(a, b, timeout=1.0)
     t0 = time.monotonic()
     S.equivalent(a, _chain(5), timeout=0.5)
-    assert time.monotonic() - t0 < 1.5
+    assert time.monotonic() - t0 < 4.0
 
 
 # ---------------------------------------------------------------- math
