@@ -30,6 +30,7 @@ Time bound (simplification must never hang)
 """
 from __future__ import annotations
 
+import ctypes
 import inspect
 import itertools
 import math
@@ -242,7 +243,7 @@ def _expanded_terms(e: sp.Basic, cap: int = 10 ** 6) -> int:
             r = 1
             for a in x.args:
                 r = min(r * terms(a), cap)
-        elif x.is_Pow and x.exp.is_Integer:
+        elif x.is_Pow and x.exp.is_Rational:  # (a + b)**(7/2) expands (a + b)**3 too
             base = terms(x.base)
             r = 1 if base == 1 else min(base ** min(abs(int(x.exp)), 64), cap)
             terms(x.exp)
@@ -320,6 +321,25 @@ class _Budget:
                 sys.settrace(self.tracer)  # a trace function that raised was removed: re-arm
 
 
+def _reap(th: threading.Thread, period: float = 0.01, give_up: float = 60.0) -> None:
+    """Stop a worker that outlived its deadline: raise `SymbolicTimeout` in it asynchronously.
+
+    The trace hook cannot stop a loop that makes no Python calls (a generator such as sympy's
+    multinomial iterator, resumed from C) and is lost if something swallows its exception.
+    ``PyThreadState_SetAsyncExc`` is delivered at the thread's next bytecode boundary, wherever
+    it is; it is repeated until the thread ends (a ``finally`` or a generator being closed may
+    swallow one). A loop inside one C call (a huge integer power) cannot be stopped this way;
+    the cheap size estimates (`_expanded_terms`) keep such calls from starting.
+    """
+    def loop() -> None:
+        end = time.monotonic() + give_up
+        while th.is_alive() and time.monotonic() < end:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(th.ident), ctypes.py_object(SymbolicTimeout))
+            th.join(period)
+
+    threading.Thread(target=loop, name="dsl-symbolic-reaper", daemon=True).start()
+
+
 def _bounded(fn: Callable[[_Budget, Callable[[Any], None]], None], timeout: Optional[float],
              default: Any) -> Any:
     """Run ``fn(budget, publish)`` for at most ``timeout`` seconds; return the last published value.
@@ -358,7 +378,7 @@ def _bounded(fn: Callable[[_Budget, Callable[[Any], None]], None], timeout: Opti
         prev = chained[0]
         return prev(frame, event, arg) if prev is not None else None
 
-    def target() -> None:
+    def work() -> None:
         chained[0] = sys.gettrace()
         budget.tracer = tracer
         sys.settrace(tracer)
@@ -372,10 +392,18 @@ def _bounded(fn: Callable[[_Budget, Callable[[Any], None]], None], timeout: Opti
             budget.tracer = None
             sys.settrace(chained[0])
 
+    def target() -> None:
+        try:
+            work()
+        except SymbolicTimeout:  # the reaper's exception arrived in work's own cleanup
+            pass
+
     th = threading.Thread(target=target, name="dsl-symbolic", daemon=True)
     th.start()
     th.join(max(0.0, start + timeout - time.monotonic()))
     budget.cancelled = True
+    if th.is_alive():
+        _reap(th)
     if box["error"] is not None:
         raise box["error"]
     with lock:

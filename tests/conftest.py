@@ -6,6 +6,13 @@ torch.set_num_threads(1)
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 import pytest
+from hypothesis import settings
+
+# `make test` (and CI) draw the same examples every run, so a red run can be reproduced;
+# `pytest --hypothesis-profile=explore` draws new ones.
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")
