@@ -124,8 +124,12 @@ def test_lr_grid_picks_smaller_lr_for_lion():
     assert lion_r.results[0].lr_multiplier < adamw_r.results[0].lr_multiplier
 
 
+PER_TENSOR = dsl.parse("def normed(g, lr, m=0.0):\n    m = interp(g, m, 0.9)\n    return lr * m / (rms(m) + 1e-8)\n")
+
+
 def test_evaluate_batched_equals_one_at_a_time():
-    progs = [ADAMW, LION, NAN, IDLE]
+    # elementwise programs step all tensors at once, PER_TENSOR (a reduction) tensor by tensor
+    progs = [ADAMW, LION, NAN, IDLE, PER_TENSOR]
     batched = tasks.evaluate(progs, ["mlp_digits"], FAST)
     single = tasks.evaluate(progs, ["mlp_digits"], EvalConfig(steps=80, max_batch=1))
     for a, b in zip(batched, single):
