@@ -14,28 +14,28 @@ import argparse
 import json
 from pathlib import Path
 
-import networkx as nx
-
 import dsl
 from evolve.config import load_config
+from evolve.families import sign_momentum
 from evolve.launch import run_search
 
 
-def lion_family(p: dsl.Program) -> bool:
-    """The update reads sign(X) where X is a linear mix (interp, +, -) of the gradient and a
-    state slot: sign of an interpolation of momentum and gradient, as in Lion and Signum."""
-    gr = dsl.dataflow_graph(p)
-    defs = {s.target: s for s in p.body}
-    feeds_update = nx.ancestors(gr, "update") | {"update"}
-    for s in p.body:
-        if s.op != "sign" or s.target not in feeds_update:
-            continue
-        x = defs.get(s.args[0]) if isinstance(s.args[0], str) else None
-        if x is not None and x.op in ("interp", "add", "sub"):
-            up = nx.ancestors(gr, x.target)
-            if "g" in up and any(n.startswith("slot:") for n in up):
-                return True
-    return False
+def family_scan(run_dir: str) -> dict:
+    """Every evaluated candidate of the run (log.jsonl) checked for the Lion family."""
+    seen, hits = set(), []
+    with open(Path(run_dir) / "log.jsonl") as f:
+        for line in f:
+            rec = json.loads(line)
+            if rec["hash"] in seen:
+                continue
+            seen.add(rec["hash"])
+            p = dsl.parse(rec["program"])
+            if sign_momentum(p):
+                hits.append({"eval": rec["eval"], "id": rec["id"], "score": rec["score"], "stages": rec["stages"],
+                             "program": dsl.to_text(p, readable=True)})
+    best = max(hits, key=lambda h: (h["stages"], h["score"]), default=None)
+    return {"distinct_programs": len(seen), "lion_family": len(hits), "best": best,
+            "first_eval": min((h["eval"] for h in hits), default=None)}
 
 
 def main() -> None:
@@ -64,24 +64,32 @@ def main() -> None:
                      "simplified": dsl.to_text(simple, readable=True),
                      "math": math_text,
                      "length": best.program.length, "memory": best.program.memory,
-                     "lion_family": lion_family(simple) or lion_family(best.program)},
+                     "lion_family": sign_momentum(best.program)},
             "heldout": res.heldout,
             "heldout_best": held.get(f"#{best.id}", {}).get("score"),
-            "lion_family_in_hof": any(lion_family(i.program) for i in res.best),
+            "heldout_top": max((h for h in res.heldout if h["name"].startswith("#")), key=lambda h: h["score"],
+                               default=None),
+            "lion_family_in_hof": [i.id for i in res.best if sign_momentum(i.program)],
+            "scan": family_scan(res.run_dir),
         })
-    out = Path(base.out) / "summary.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=1))
-    print("\n| seed | evals | evals/s | cache hits | best score (search) | held-out: best | AdamW | Lion | Lion family |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+        out = Path(base.out) / "summary.json"  # after every run: a later failure loses nothing
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(rows, indent=1))
+    print("\n| seed | evals | evals/s | cache hits | best score (search) | held-out: best | held-out: best of top "
+          f"{base.heldout_top} | AdamW | Lion | Lion-family candidates (best search score) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         held = {h["name"]: h["score"] for h in r["heldout"]}
         s = r["stats"]
+        top = r["heldout_top"]
+        scan = r["scan"]
+        fam = (f"{scan['lion_family']} of {scan['distinct_programs']}"
+               + (f" ({scan['best']['score']:+.3f}, #{scan['best']['id']})" if scan["best"] else "")
+               + ("; best program is one" if r["best"]["lion_family"] else ""))
         print(f"| {r['seed']} | {s['evaluations']} | {s['evals_per_second']:.2f} | "
               f"{100 * s['cache']['hit_rate']:.0f}% | {r['best']['score']:+.3f} | "
-              f"{r['heldout_best'] if r['heldout_best'] is None else format(r['heldout_best'], '+.3f')} | "
-              f"{held.get('adamw', float('nan')):+.3f} | {held.get('lion', float('nan')):+.3f} | "
-              f"{'yes' if r['best']['lion_family'] else ('in hall of fame' if r['lion_family_in_hof'] else 'no')} |")
+              f"{_fmt(r['heldout_best'])} | {_fmt(top and top['score'])} ({top and top['name']}) | "
+              f"{_fmt(held.get('adamw'))} | {_fmt(held.get('lion'))} | {fam} |")
     for r in rows:
         print(f"\n### seed {r['seed']}: best program (score {r['best']['score']:+.3f})\n")
         print("```python\n" + r["best"]["text"] + "```")
@@ -89,6 +97,10 @@ def main() -> None:
         if r["best"]["math"]:
             print("```\n" + r["best"]["math"] + "\n```")
     print(f"\nsummary: {out}")
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:+.3f}"
 
 
 if __name__ == "__main__":

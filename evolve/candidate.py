@@ -106,9 +106,11 @@ class Individual:
 class Job:
     """What a worker evaluates: program text (programs travel as text) and funnel thresholds.
 
-    ``stages`` overrides the worker's stages (held-out meta-validation uses it)."""
+    ``stages`` and ``repeats`` (seeds per task) override the worker's (held-out
+    meta-validation uses them)."""
 
     id: int
     text: str
     thresholds: tuple[float, ...] = ()
     stages: Optional[tuple[tuple[str, ...], ...]] = None
+    repeats: Optional[int] = None

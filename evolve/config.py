@@ -36,6 +36,8 @@ class SearchConfig:
     lr_multipliers: tuple[float, ...] = ()        # () = the task suite's default grid
     heldout: tuple[str, ...] = ()   # () = the suite's held-out tasks
     heldout_top: int = 3            # programs re-scored on held-out tasks at the end
+    repeats: int = 1                # seeds per task in the search's stages (scores averaged)
+    heldout_repeats: int = 3        # seeds per held-out task (meta-validation compares means)
     # execution
     workers: int = 0                # 0 = one per CPU (or per GPU share)
     address: Optional[str] = None   # None = embedded local Ray; "auto", "ray://host:port"
@@ -56,6 +58,8 @@ class SearchConfig:
             raise ValueError("max_evals must be >= 1")
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if self.repeats < 1 or self.heldout_repeats < 1:
+            raise ValueError("repeats and heldout_repeats must be >= 1")
 
     def replace(self, **changes: Any) -> "SearchConfig":
         changes = {k: v for k, v in changes.items() if v is not None}

@@ -249,7 +249,7 @@ class Search:
         rows: list[tuple[str, Program]] = [(f"#{ind.id}", ind.program) for ind in self.hof.best()[:self.config.heldout_top]]
         for name in ("adamw", "lion"):
             rows.append((name, seed_library.load(name)))
-        jobs = [Job(-1 - i, to_text(p), (), (stage,)) for i, (_, p) in enumerate(rows)]
+        jobs = [Job(-1 - i, to_text(p), (), (stage,), self.config.heldout_repeats) for i, (_, p) in enumerate(rows)]
         results: dict[int, Fitness] = {}
         for i in range(0, len(jobs), self.config.batch_size):
             while self.executor.capacity() == 0:

@@ -50,19 +50,22 @@ class TaskEvaluator:
     device: str = "auto"
     seed: int = 0
     baseline_cache: Optional[str] = None   # JSON file of tuned AdamW baselines, shared by workers
+    repeats: int = 1                       # seeds per task (a job's ``repeats`` overrides)
 
     @classmethod
     def from_config(cls, config: SearchConfig, baseline_cache: Optional[str] = None) -> "TaskEvaluator":
         return cls(config.stages or default_stages(), tuple(config.lr_multipliers), config.device,
-                   0, baseline_cache)
+                   0, baseline_cache, config.repeats)
 
     def __call__(self) -> EvaluateFn:
+        from dataclasses import replace
+
         from tasks import EvalConfig, evaluate
 
         kw = {"device": _device(self.device), "seed": self.seed}
         if self.lr_multipliers:
             kw["lr_multipliers"] = tuple(self.lr_multipliers)
-        cfg = EvalConfig(**kw)
+        cfg = EvalConfig(repeats=self.repeats, **kw)
         stages = self.stages
         cache = self.baseline_cache
 
@@ -82,14 +85,15 @@ class TaskEvaluator:
             alive = list(programs)
             for k in range(max((len(v) for v in plan.values()), default=0)):
                 alive = [i for i in alive if k < len(plan[i])]
-                by_tasks: dict[tuple, list[int]] = {}   # tasks still to run -> programs (one batch each)
+                by_tasks: dict[tuple, list[int]] = {}   # (tasks still to run, seeds) -> programs (one batch each)
                 for i in alive:
                     todo = tuple(t for t in plan[i][k] if t not in scores[i])
-                    by_tasks.setdefault(todo, []).append(i)
-                for todo, ids in by_tasks.items():
+                    by_tasks.setdefault((todo, job[i].repeats or cfg.repeats), []).append(i)
+                for (todo, repeats), ids in by_tasks.items():
                     if not todo:
                         continue
-                    for i, r in zip(ids, evaluate([programs[i] for i in ids], list(todo), cfg, cache_path=cache)):
+                    c = cfg if repeats == cfg.repeats else replace(cfg, repeats=repeats)
+                    for i, r in zip(ids, evaluate([programs[i] for i in ids], list(todo), c, cache_path=cache)):
                         scores[i].update(r.scores)
                         bad = next((tr for tr in r.results if tr.status != "ok"), None)
                         if bad is not None and i not in reasons:

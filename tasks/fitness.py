@@ -41,7 +41,10 @@ class EvalConfig:
     """How programs are evaluated.
 
     lr_multipliers: tried per program, relative to the task's tuned AdamW lr.
-    seed: initial weights and data order. steps: budget override (None: each task's own).
+    seed: initial weights and data order. repeats: seeds ``seed, seed + 1, ...`` per task; a
+    task's score is then the mean over seeds of the per-seed score against AdamW tuned at
+    that seed (the multiplier is chosen once, by that mean), which averages out runs that
+    are chaotic at the tuned lr. steps: budget override (None: each task's own).
     final_evals: validation losses averaged into the final loss. rules: early stopping.
     max_batch: copies trained side by side (1: one at a time).
     size, device, dtype: passed to every task factory.
@@ -49,6 +52,7 @@ class EvalConfig:
 
     lr_multipliers: tuple[float, ...] = DEFAULT_LR_MULTIPLIERS
     seed: int = 0
+    repeats: int = 1
     steps: Optional[int] = None
     final_evals: int = 3
     rules: StopRules = field(default_factory=StopRules)
@@ -65,9 +69,17 @@ class EvalConfig:
             kw = {k: v for k, v in kw.items() if k in params}
         return registry.get(name, **kw)
 
-    def baseline(self, task: Task, cache_path: Optional[str] = None) -> Baseline:
-        return baseline(task, seed=self.seed, steps=self.steps, final_evals=self.final_evals, rules=self.rules,
-                        path=cache_path)
+    def __post_init__(self) -> None:
+        if self.repeats < 1:
+            raise ValueError(f"EvalConfig.repeats must be >= 1, got {self.repeats}")
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(range(self.seed, self.seed + self.repeats))
+
+    def baseline(self, task: Task, cache_path: Optional[str] = None, seed: Optional[int] = None) -> Baseline:
+        return baseline(task, seed=self.seed if seed is None else seed, steps=self.steps,
+                        final_evals=self.final_evals, rules=self.rules, path=cache_path)
 
 
 def evaluate(programs: Sequence[Program], task_names: Union[str, Sequence[str]] = "stage1",
@@ -85,7 +97,8 @@ def evaluate(programs: Sequence[Program], task_names: Union[str, Sequence[str]] 
     per_task = []
     for name in names:
         task = config.task(name)
-        per_task.append(evaluate_task(programs, task, config, config.baseline(task, cache_path)))
+        bases = [config.baseline(task, cache_path, seed) for seed in config.seeds]
+        per_task.append(evaluate_task(programs, task, config, bases))
     seconds = time.perf_counter() - t0
     out = []
     for j, p in enumerate(programs):
@@ -96,35 +109,55 @@ def evaluate(programs: Sequence[Program], task_names: Union[str, Sequence[str]] 
     return out
 
 
-def evaluate_task(programs: Sequence[Program], task: Task, config: EvalConfig, base: Baseline) -> list[TaskResult]:
-    """Each program on one task at every lr multiplier, batched; the best multiplier kept."""
+def evaluate_task(programs: Sequence[Program], task: Task, config: EvalConfig,
+                  base: Union[Baseline, Sequence[Baseline]]) -> list[TaskResult]:
+    """Each program on one task at every lr multiplier (and seed), batched; the best multiplier kept.
+
+    ``base``: the tuned AdamW baseline at each of ``config.seeds`` (one `Baseline` when
+    ``repeats == 1``). With several seeds, a multiplier counts only if the program trains at
+    every seed; its score is the mean of the per-seed scores, its loss the mean loss.
+    """
+    bases = [base] if isinstance(base, Baseline) else list(base)
+    seeds = config.seeds
+    if len(bases) != len(seeds):
+        raise ValueError(f"{len(bases)} baselines for {len(seeds)} seeds")
     mults = tuple(config.lr_multipliers)
-    runs = [Run(p, base.lr * m) for p in programs for m in mults]
-    reference = dict(base.curve)
-    outcomes = []
-    seconds = []
-    step = max(1, config.max_batch)
-    for k in range(0, len(runs), step):
-        chunk = runs[k:k + step]
-        outs = train_batched(task, chunk, seed=config.seed, steps=config.steps, final_evals=config.final_evals,
-                             rules=config.rules, reference=reference)
-        outcomes.extend(outs)
-        seconds.extend([outs[0].seconds / len(chunk)] * len(chunk) if outs else [])
-    results = []
     n = len(mults)
+    per_seed, seconds = [], [0.0] * (len(programs) * n)
+    for seed, b in zip(seeds, bases):
+        runs = [Run(p, b.lr * m) for p in programs for m in mults]
+        outcomes = []
+        step = max(1, config.max_batch)
+        for k in range(0, len(runs), step):
+            chunk = runs[k:k + step]
+            outs = train_batched(task, chunk, seed=seed, steps=config.steps, final_evals=config.final_evals,
+                                 rules=config.rules, reference=dict(b.curve))
+            outcomes.extend(outs)
+            for i in range(k, k + len(outs)):
+                seconds[i] += outs[0].seconds / len(chunk)
+        per_seed.append(outcomes)
+    results = []
     for j in range(len(programs)):
-        outs = outcomes[j * n:(j + 1) * n]
         secs = sum(seconds[j * n:(j + 1) * n])
-        grid = tuple((m, o.status, o.loss) for m, o in zip(mults, outs))
-        ok = [(o.loss, i) for i, o in enumerate(outs) if o.status == OK]
+        cells = []  # per multiplier: (status, mean loss, mean score, the first seed's outcome, a failed one)
+        for i in range(n):
+            outs = [o[j * n + i] for o in per_seed]
+            bad = next((o for o in outs if o.status != OK), None)
+            loss = sum(o.loss for o in outs) / len(outs)
+            sc = (sum(score(o.loss, b.loss, task.loss_floor) for o, b in zip(outs, bases)) / len(outs)
+                  if bad is None else WORST_SCORE)
+            cells.append((OK if bad is None else bad.status, loss, sc, outs[0], bad))
+        grid = tuple((m, c[0], c[1]) for m, c in zip(mults, cells))
+        ok = [i for i, c in enumerate(cells) if c[0] == OK]
         if ok:
-            _, i = min(ok)
-            o = outs[i]
-            s = score(o.loss, base.loss, task.loss_floor)
+            i = max(ok, key=lambda i: (cells[i][2], -i))
+            status, loss, s, o, _ = cells[i]
+            reason, steps = o.reason, o.steps
         else:
-            i = min(range(n), key=lambda i: (_FAILURE_ORDER.get(outs[i].status, 9), i))
-            o, s = outs[i], WORST_SCORE
-        results.append(TaskResult(task=task.name, score=s, loss=o.loss, lr_multiplier=mults[i], lr=base.lr * mults[i],
-                                  curve=o.curve, status=o.status, reason=o.reason, steps=o.steps, seconds=secs,
+            i = min(range(n), key=lambda i: (_FAILURE_ORDER.get(cells[i][0], 9), i))
+            status, loss, s, _, o = cells[i]
+            s, reason, steps = WORST_SCORE, o.reason, o.steps
+        results.append(TaskResult(task=task.name, score=s, loss=loss, lr_multiplier=mults[i], lr=bases[0].lr * mults[i],
+                                  curve=o.curve, status=status, reason=reason, steps=steps, seconds=secs,
                                   grid=grid))
     return results

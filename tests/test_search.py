@@ -185,3 +185,18 @@ def test_config_files_and_flags(tmp_path):
     with pytest.raises(ValueError, match="unknown config keys"):
         load_config(str(tmp_path / "bad.toml"))
     assert SearchConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_task_evaluator_averages_seeds_as_the_job_asks():
+    import tasks
+    from evolve.worker import TaskEvaluator
+
+    lion = seeds.load("lion")
+    run = TaskEvaluator(stages=(("quadratic",),), device="cpu")()
+    one, three = run([Job(1, dsl.to_text(lion)), Job(2, dsl.to_text(lion), (), None, 3)])
+    expect1, = tasks.evaluate([lion], ["quadratic"], tasks.EvalConfig())
+    expect3, = tasks.evaluate([lion], ["quadratic"], tasks.EvalConfig(repeats=3))
+    assert one.score == expect1.aggregate and three.score == expect3.aggregate
+    assert one.score != three.score
+    with pytest.raises(ValueError, match="repeats"):
+        SearchConfig(heldout_repeats=0)

@@ -158,3 +158,36 @@ def test_seed_adamw_with_named_hyperparameters_scores_zero():
     seeds = pytest.importorskip("seeds")
     (r,) = tasks.evaluate([seeds.load("adamw")], ["logreg_digits"], FAST)
     assert r.aggregate == 0.0  # same arithmetic as the reference, bit for bit
+
+
+def test_repeats_average_per_seed_scores():
+    progs = [LION, ADAMW]
+    cfg = EvalConfig(steps=80, repeats=2)
+    both = tasks.evaluate(progs, ["quadratic"], cfg)
+    seed0 = tasks.evaluate(progs, ["quadratic"], EvalConfig(steps=80, lr_multipliers=cfg.lr_multipliers))
+    seed1 = tasks.evaluate(progs, ["quadratic"], EvalConfig(steps=80, seed=1))
+    task = tasks.get("quadratic")
+    for j in range(len(progs)):
+        r = both[j].results[0]
+        i = cfg.lr_multipliers.index(r.lr_multiplier)
+        # the score at the chosen multiplier is the mean of the two seeds' scores there
+        per_seed = []
+        for res, seed in ((seed0, 0), (seed1, 1)):
+            b = cfg.baseline(task, seed=seed)
+            loss = res[j].results[0].grid[i][2]
+            per_seed.append(tasks.score(loss, b.loss, task.loss_floor))
+        assert r.score == pytest.approx(sum(per_seed) / 2, abs=1e-12)
+        assert r.loss == pytest.approx((seed0[j].results[0].grid[i][2] + seed1[j].results[0].grid[i][2]) / 2)
+        # and no other multiplier has a better mean
+        for k in range(len(cfg.lr_multipliers)):
+            others = [tasks.score(res[j].results[0].grid[k][2], cfg.baseline(task, seed=s).loss, task.loss_floor)
+                      for res, s in ((seed0, 0), (seed1, 1))]
+            assert sum(others) / 2 <= r.score + 1e-12
+    assert both[1].results[0].score >= 0.0  # AdamW at multiplier 1 reproduces both baselines
+
+
+def test_repeats_fail_if_any_seed_fails():
+    (r,) = tasks.evaluate([NAN], ["quadratic"], EvalConfig(steps=40, repeats=2))
+    assert r.results[0].score == WORST_SCORE and r.results[0].status == "nan"
+    with pytest.raises(ValueError, match="repeats"):
+        EvalConfig(repeats=0)
