@@ -69,10 +69,11 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import torch
 from torch import Tensor
 
+from .kernels import Kernel, fused
 from .ops import Op, scalar_eval
 from .program import Arg
 
-__all__ = ["Kernel", "Plan", "build_plan", "check"]
+__all__ = ["Plan", "build_plan", "check"]
 
 SCALAR, FULL, LIST = "scalar", "full", "list"
 END = 1 << 30  # the position at which outputs are read: after every statement
@@ -80,77 +81,9 @@ END = 1 << 30  # the position at which outputs are read: after every statement
 
 # ---------------------------------------------------------------- kernels
 
-@dataclass(frozen=True)
-class Kernel:
-    """An elementwise computation on lists of tensors, in three forms with the same results.
-
-    Arguments come in the kernel's order (the first is a list). ``fresh(*args)`` returns new
-    tensors, ``inplace(*args)`` writes the result into ``args[0]``, and
-    ``out(*args_i, out=o)`` computes the result for one parameter into the tensor ``o``.
-    ``commutative``: the first two arguments may be swapped with a bit-identical result.
-    """
-
-    name: str
-    fresh: Callable[..., list]
-    inplace: Callable[..., Any]
-    out: Callable[..., Any]
-    commutative: bool = False
-
-
-def _foreach(name: str, commutative: bool = False) -> Kernel:
-    return Kernel(name, getattr(torch, f"_foreach_{name}"), getattr(torch, f"_foreach_{name}_"),
-                  getattr(torch, name), commutative)
-
-
-def _clip_fresh(x, lo, hi):
-    r = torch._foreach_clamp_min(x, lo)
-    torch._foreach_clamp_max_(r, hi)
-    return r
-
-
-def _clip_inplace(x, lo, hi):
-    torch._foreach_clamp_min_(x, lo)
-    torch._foreach_clamp_max_(x, hi)
-
-
-def _clip_out(x, lo, hi, out):
-    torch.clamp_min(x, lo, out=out)
-    torch.clamp_max(out, hi, out=out)
-
-
-def _fused(name: str, fe: Callable, fe_: Callable, pt: Callable, **kw: Any) -> Kernel:
-    """A kernel with fixed keyword arguments (``value=-1.0``) in all three forms."""
-    return Kernel(name, lambda *a: fe(*a, **kw), lambda *a: fe_(*a, **kw),
-                  lambda *a, out: pt(*a, out=out, **kw))
-
-
-ADD, SUB, MUL, DIV, POW = (_foreach("add", True), _foreach("sub"), _foreach("mul", True),
-                           _foreach("div"), _foreach("pow"))
-MAXIMUM, MINIMUM = _foreach("maximum"), _foreach("minimum")
-CLAMP_MIN, CLAMP_MAX = _foreach("clamp_min"), _foreach("clamp_max")
-LERP = Kernel("lerp", torch._foreach_lerp, torch._foreach_lerp_, torch.lerp)
-SQUARE = Kernel("square", lambda a: torch._foreach_mul(a, a), lambda a: torch._foreach_mul_(a, a),
-                lambda a, out: torch.mul(a, a, out=out))
-CLIP = Kernel("clip", _clip_fresh, _clip_inplace, _clip_out)
-ADDCDIV = {v: _fused(f"addcdiv{v:+g}", torch._foreach_addcdiv, torch._foreach_addcdiv_, torch.addcdiv,
-                     value=v) for v in (1.0, -1.0)}
-
-# (op, argument pattern: L list / s scalar) -> (kernel, the program's argument index for each
-# kernel argument). Each entry computes exactly what the op table's ``foreach`` does for that
-# pattern (the same torch call), so an unfused plan step equals the plain path bit for bit.
-_UNARY = ("neg", "sign", "abs", "sqrt", "exp", "log", "tanh")
-KERNELS: dict[tuple[str, str], tuple[Kernel, tuple[int, ...]]] = {
-    **{(o, "LL"): (k, (0, 1)) for o, k in (("add", ADD), ("sub", SUB), ("mul", MUL), ("div", DIV),
-                                           ("pow", POW), ("maximum", MAXIMUM), ("minimum", MINIMUM))},
-    **{(o, "Ls"): (k, (0, 1)) for o, k in (("add", ADD), ("sub", SUB), ("mul", MUL), ("div", DIV),
-                                           ("pow", POW), ("maximum", CLAMP_MIN), ("minimum", CLAMP_MAX))},
-    **{(o, "sL"): (k, (1, 0)) for o, k in (("add", ADD), ("mul", MUL), ("maximum", CLAMP_MIN),
-                                           ("minimum", CLAMP_MAX))},
-    **{(o, "L"): (_foreach(o), (0,)) for o in _UNARY},
-    ("square", "L"): (SQUARE, (0,)),
-    ("interp", "LLs"): (LERP, (0, 1, 2)),
-    ("clip", "Lss"): (CLIP, (0, 1, 2)),
-}
+ADDCDIV = {v: fused(f"addcdiv{v:+g}", torch._foreach_addcdiv, torch._foreach_addcdiv_, torch.addcdiv,
+                    value=v) for v in (1.0, -1.0)}
+"""``a + value * b / c``: the fusion of ``a + b / c`` (value 1) and ``a - b / c`` (value -1)."""
 
 
 # ---------------------------------------------------------------- the plan
@@ -446,7 +379,7 @@ def build_plan(compiled, slot_reuse: bool) -> Plan:
             kinds[ins.target] = SCALAR
         elif ins.op.reduction:
             kinds[ins.target] = LIST
-        elif (ins.op.name, _pattern(ks)) in KERNELS:
+        elif ins.op.kernel(_pattern(ks)) is not None:
             # torch broadcasting: a full argument makes a full result
             kinds[ins.target] = FULL if FULL in ks else LIST
         else:
@@ -513,7 +446,7 @@ def build_plan(compiled, slot_reuse: bool) -> Plan:
             scalar_steps.append(Step(ins.target, k, ins.args, ins.op))
             continue
         else:
-            entry = KERNELS.get((ins.op.name, _pattern([kind(a) for a in ins.args])))
+            entry = ins.op.kernel(_pattern([kind(a) for a in ins.args]))
             if entry is None or ins.op.reduction:
                 step = Step(ins.target, k, ins.args, ins.op)
             else:
