@@ -3,6 +3,9 @@
 Two entry points share one instruction list:
 - `CompiledProgram.step_foreach` steps a list of parameters at once with ``torch._foreach_*``
   ops where the op table has a fast path (per-tensor loops otherwise): the optimizer's path.
+  It runs a plan from `dsl.fastpath` (fused statements, buffers reused by static liveness,
+  slots updated in place) and falls back to the plain statement-by-statement loop when a
+  plan cannot run (tensor hyperparameters, mixed dtypes, autograd recording).
 - `CompiledProgram.apply` runs the rule on one tensor. With ``reduce_dims`` it treats leading
   dims as independent copies (the batched evaluator stacks K models as ``[K, ...]`` tensors and
   passes per-copy learning rates as ``[K, 1, ...]`` tensors); reductions stay per copy.
@@ -18,6 +21,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
+from . import fastpath
 from .ops import OPS, Op, scalar_eval
 from .program import Arg, Program
 
@@ -59,6 +63,7 @@ class CompiledProgram:
         self.static = tuple(i for i in self.instrs if i.target in static)
         self.dynamic = tuple(i for i in self.instrs if i.target not in static)
         self._memo: tuple = (None, {})
+        self._plans: dict[bool, Any] = {}
 
     def _static_values(self, t: float, hp: Mapping[str, Any]) -> Optional[dict[str, float]]:
         """Values of the static statements, or None when a hyperparameter is a tensor."""
@@ -130,14 +135,42 @@ class CompiledProgram:
         return update, nxt
 
     # ---------------------------------------------------------------- many tensors at once
+    reuse_slots: bool = True
+    """Whether `step_foreach` may overwrite slot tensors in place (see `dsl.fastpath`)."""
+
+    def plan(self, reuse_slots: bool = True):
+        """The `dsl.fastpath.Plan` of this program (built once); ``print`` it to see the steps."""
+        plan = self._plans.get(reuse_slots)
+        if plan is None:
+            plan = self._plans[reuse_slots] = fastpath.build_plan(self, reuse_slots)
+        return plan
+
     def step_foreach(self, params: list[Tensor], grads: list[Tensor], states: list[dict],
                      lr: float, t: float, hparams: Optional[Mapping[str, Any]] = None) -> None:
         """Apply the rule to every parameter in place: ``p -= update``; slots in ``states`` updated.
 
-        All tensors must share device and dtype (and the step ``t``).
+        All tensors must share device and dtype (and the step ``t``). Slot tensors may be
+        overwritten in place (as ``torch.optim`` does); ``states`` then holds the new values.
         """
         if not params:
             return
+        hp = self.hparams(hparams)
+        static = self._static_values(float(t), hp)
+        if static is not None:
+            plan = self.plan(self.reuse_slots)
+            ok, slots_writable = fastpath.check(params, grads, states, self.program.slot_names,
+                                                plan.writes_slots)
+            if ok:
+                if plan.writes_slots and not slots_writable:
+                    plan = self.plan(False)
+                env: dict[str, Any] = {"lr": float(lr), "t": float(t), **hp, **static}
+                plan.run(params, grads, states, env)
+                return
+        self._step_foreach_plain(params, grads, states, lr, t, hparams)
+
+    def _step_foreach_plain(self, params: list[Tensor], grads: list[Tensor], states: list[dict],
+                            lr: float, t: float, hparams: Optional[Mapping[str, Any]] = None) -> None:
+        """`step_foreach` one statement at a time, each into a fresh list of tensors."""
         env: dict[str, Any] = {"w": params, "g": grads, "lr": float(lr), "t": float(t)}
         for x, _ in self.program.slots:
             env[x] = [st[x] for st in states]

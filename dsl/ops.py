@@ -23,6 +23,9 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor
 
+from . import kernels as K
+from .kernels import Kernel
+
 __all__ = ["Op", "OPS", "INFIX", "op"]
 
 
@@ -36,11 +39,23 @@ class Op:
     symbol: Optional[str] = None  # infix/prefix operator in program text, if any
     foreach: Optional[Callable[..., Optional[list]]] = None
     reduction: bool = False  # per-tensor reduction broadcast back (norm, mean, ...)
+    # Elementwise kernels on lists of tensors (`dsl.kernels`), by argument pattern ('L' a list
+    # of tensors, 's' a scalar): ``(pattern, kernel, argument index for each kernel argument)``.
+    # They give ``foreach`` when it is not set, and the optimizer's fast path its in-place forms.
+    kernels: tuple = ()
     # Python/torch expression for exported optimizers (`dsl.export_optimizer`): a str.format
     # template over the argument expressions {0}, {1}, ...; ``{i:t}`` marks an argument that
     # must be a tensor (a Python number there is written as ``w.new_tensor(x)``); ``w`` names
     # the parameter tensor (dtype and device of every value of a step).
     code: str = ""
+
+    def __post_init__(self) -> None:
+        if self.foreach is None and self.kernels:
+            object.__setattr__(self, "foreach", _from_kernels(self.kernels))
+
+    def kernel(self, pattern: str) -> Optional[tuple[Kernel, tuple[int, ...]]]:
+        """``(kernel, argument order)`` for an argument pattern such as ``'Ls'``, or None."""
+        return next(((k, order) for pat, k, order in self.kernels if pat == pattern), None)
 
 
 # ---------------------------------------------------------------- helpers
@@ -72,60 +87,41 @@ def _sp():
     return sympy
 
 
-def _fe_commutative(fe: Callable) -> Callable:
-    """Fast path for a commutative binary op: (L, L), (L, s), (s, L)."""
+def _from_kernels(kernels: tuple) -> Callable[..., Optional[list]]:
+    """``foreach`` from an op's kernels: the fresh form of the kernel for the arguments' pattern."""
 
-    def run(a, b):
-        if _is_list(a):
-            return fe(a, b)
-        if _is_list(b):
-            return fe(b, a)
+    def run(*args):
+        pattern = "".join("L" if _is_list(a) else "s" for a in args)
+        for pat, k, order in kernels:
+            if pat == pattern:
+                return k.fresh(*[args[i] for i in order])
         return None
 
     return run
 
 
-def _fe_left(fe: Callable) -> Callable:
-    """Fast path for a binary op whose torch foreach form needs a list first: (L, L), (L, s)."""
-
-    def run(a, b):
-        return fe(a, b) if _is_list(a) else None
-
-    return run
+def _commutative(k: Kernel) -> tuple:
+    """(L, L), (L, s) and, arguments swapped, (s, L)."""
+    return (("LL", k, (0, 1)), ("Ls", k, (0, 1)), ("sL", k, (1, 0)))
 
 
-def _fe_unary(fe: Callable) -> Callable:
-    return lambda a: fe(a) if _is_list(a) else None
+def _left(k: Kernel) -> tuple:
+    """(L, L) and (L, s): torch's foreach form needs the list first."""
+    return (("LL", k, (0, 1)), ("Ls", k, (0, 1)))
+
+
+def _unary(k: Kernel) -> tuple:
+    return (("L", k, (0,)),)
+
+
+def _minmax(elementwise: Kernel, clamp: Kernel) -> tuple:
+    """maximum/minimum: of two lists, or a list clamped by a scalar (either side)."""
+    return (("LL", elementwise, (0, 1)), ("Ls", clamp, (0, 1)), ("sL", clamp, (1, 0)))
 
 
 def _fe_pow(a, b):
     if _is_list(a) or _is_list(b):
         return torch._foreach_pow(a, b)
-    return None
-
-
-def _fe_minmax(fe_list: Callable, fe_scalar: Callable) -> Callable:
-    def run(a, b):
-        if _is_list(a) and _is_list(b):
-            return fe_list(a, b)
-        if _is_list(a):
-            return fe_scalar(a, b)
-        if _is_list(b):
-            return fe_scalar(b, a)
-        return None
-
-    return run
-
-
-def _fe_interp(a, b, beta):
-    if _is_list(a) and _is_list(b) and not _is_list(beta):
-        return torch._foreach_lerp(a, b, beta)
-    return None
-
-
-def _fe_clip(x, lo, hi):
-    if _is_list(x) and not _is_list(lo) and not _is_list(hi):
-        return torch._foreach_clamp_max(torch._foreach_clamp_min(x, lo), hi)
     return None
 
 
@@ -210,20 +206,21 @@ def _sym_reduction(name):
 _TABLE = [
     # arithmetic (written as operators in program text)
     Op("add", 2, lambda a, b: a + b, lambda a, b: a + b, "a + b", "+",
-       _fe_commutative(torch._foreach_add),
+       kernels=_commutative(K.foreach("add", True)),
        code="{0} + {1}"),
     Op("sub", 2, lambda a, b: a - b, lambda a, b: a - b, "a - b", "-",
-       _fe_left(torch._foreach_sub),
+       kernels=_left(K.foreach("sub")),
        code="{0} - {1}"),
     Op("mul", 2, lambda a, b: a * b, lambda a, b: a * b, "a * b", "*",
-       _fe_commutative(torch._foreach_mul),
+       kernels=_commutative(K.foreach("mul", True)),
        code="{0} * {1}"),
     Op("div", 2, lambda a, b: a / b, lambda a, b: a / b, "a / b (IEEE: x/0 is ±inf or nan)", "/",
-       _fe_left(torch._foreach_div),
+       kernels=_left(K.foreach("div")),
        code="{0} / {1}"),
     Op("pow", 2, lambda a, b: a ** b, lambda a, b: a ** b, "a ** b", "**", _fe_pow,
+       kernels=_left(K.foreach("pow")),
        code="{0} ** {1}"),
-    Op("neg", 1, lambda a: -a, lambda a: -a, "-a", "-", _fe_unary(torch._foreach_neg),
+    Op("neg", 1, lambda a: -a, lambda a: -a, "-a", "-", kernels=_unary(K.foreach("neg")),
        code="-{0}"),
     # comparisons give 1.0/0.0 masks
     Op("gt", 2, lambda a, b: _mask(a > b, a, b), _sym_piecewise_cmp(lambda a, b: a > b),
@@ -240,35 +237,37 @@ _TABLE = [
        code="({0} <= {1}).to(w.dtype)"),
     # elementwise functions
     Op("interp", 3, _interp, lambda a, b, beta: (1 - beta) * a + beta * b,
-       "(1 - beta) * a + beta * b  (exponential moving average of a into b)", None, _fe_interp,
+       "(1 - beta) * a + beta * b  (exponential moving average of a into b)", None,
+       kernels=(("LLs", K.LERP, (0, 1, 2)),),
        code="torch.lerp({0:t}, {1:t}, {2})"),
     Op("sign", 1, torch.sign, lambda a: _sp().sign(a), "sign(a) in {-1, 0, 1}", None,
-       _fe_unary(torch._foreach_sign),
+       kernels=_unary(K.foreach("sign")),
        code="torch.sign({0})"),
-    Op("abs", 1, torch.abs, lambda a: _sp().Abs(a), "|a|", None, _fe_unary(torch._foreach_abs),
+    Op("abs", 1, torch.abs, lambda a: _sp().Abs(a), "|a|", None, kernels=_unary(K.foreach("abs")),
        code="torch.abs({0})"),
     Op("sqrt", 1, torch.sqrt, lambda a: _sp().sqrt(a), "sqrt(a) (nan for a < 0)", None,
-       _fe_unary(torch._foreach_sqrt),
+       kernels=_unary(K.foreach("sqrt")),
        code="torch.sqrt({0})"),
     Op("square", 1, lambda a: a * a, lambda a: a ** 2, "a * a", None,
-       _fe_unary(lambda a: torch._foreach_mul(a, a)),
+       kernels=_unary(K.SQUARE),
        code="torch.square({0})"),
-    Op("exp", 1, torch.exp, lambda a: _sp().exp(a), "e ** a", None, _fe_unary(torch._foreach_exp),
+    Op("exp", 1, torch.exp, lambda a: _sp().exp(a), "e ** a", None, kernels=_unary(K.foreach("exp")),
        code="torch.exp({0})"),
     Op("log", 1, torch.log, lambda a: _sp().log(a), "natural log (-inf at 0, nan below)", None,
-       _fe_unary(torch._foreach_log),
+       kernels=_unary(K.foreach("log")),
        code="torch.log({0})"),
     Op("tanh", 1, torch.tanh, lambda a: _sp().tanh(a), "tanh(a)", None,
-       _fe_unary(torch._foreach_tanh),
+       kernels=_unary(K.foreach("tanh")),
        code="torch.tanh({0})"),
     Op("clip", 3, _clip, lambda x, lo, hi: _sp().Min(_sp().Max(x, lo), hi),
-       "min(max(x, lo), hi)", None, _fe_clip,
+       "min(max(x, lo), hi)", None,
+       kernels=(("Lss", K.CLIP, (0, 1, 2)),),
        code="torch.clamp({0:t}, min={1}).clamp(max={2})"),
     Op("maximum", 2, _maximum, lambda a, b: _sp().Max(a, b), "elementwise max(a, b)", None,
-       _fe_minmax(torch._foreach_maximum, torch._foreach_clamp_min),
+       kernels=_minmax(K.foreach("maximum"), K.foreach("clamp_min")),
        code="torch.maximum({0:t}, {1:t})"),
     Op("minimum", 2, _minimum, lambda a, b: _sp().Min(a, b), "elementwise min(a, b)", None,
-       _fe_minmax(torch._foreach_minimum, torch._foreach_clamp_max),
+       kernels=_minmax(K.foreach("minimum"), K.foreach("clamp_max")),
        code="torch.minimum({0:t}, {1:t})"),
     Op("where", 3, _where, _sym_where, "a where cond != 0 else b",
        code="torch.where({0:t} != 0, {1:t}, {2})"),
