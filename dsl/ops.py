@@ -1,7 +1,7 @@
 """The op table: the single place where a function of the update-rule language is defined.
 
 Each entry holds the name used in program text, its arity, a torch implementation, an
-optional multi-tensor (``torch._foreach_*``) fast path, a sympy implementation (for
+optional multi-tensor (``torch._foreach_*``) kernels, a sympy implementation (for
 simplification) and a one-line doc with its formula. Adding a function is adding one entry.
 
 Conventions
@@ -10,9 +10,12 @@ Conventions
   Reductions take an extra ``dims`` argument: ``None`` reduces the whole tensor to a 0-dim
   result; a tuple reduces those dims with ``keepdim=True`` (used by the batched evaluator,
   whose tensors carry a leading copy dimension).
-- ``foreach`` implementations take, per argument, a list of same-shaped tensors (one per
-  parameter) or a Python float, and return a list of tensors, or ``None`` when the argument
-  pattern has no fast path (the caller then loops the ``torch`` implementation).
+- ``kernels`` name, per argument pattern (``'L'`` a list of tensors, one per parameter;
+  ``'s'`` a scalar), the `dsl.kernels.Kernel` that computes the op on lists, in three forms
+  (new tensors, in place, into given tensors) used by the optimizer's fast path
+  (`dsl.fastpath`). ``foreach`` takes, per argument, a list or a Python float and returns a
+  list of tensors, or ``None`` when the pattern has no multi-tensor form (the caller then
+  loops the ``torch`` implementation); when not given, it is the kernels' new-tensor form.
 - Floating-point semantics are IEEE: no protected division or log; NaN and inf propagate.
 """
 from __future__ import annotations
