@@ -52,7 +52,7 @@ def main() -> None:
         res = run_search(cfg, overwrite=True)
         best = res.best[0]
         try:
-            simple = dsl.simplify(best.program)
+            simple = dsl.simplify(best.program, substitute=True)  # hyperparameters at their values
             math_text = dsl.to_math(simple)
         except Exception as e:  # simplification is a report nicety; never lose a run over it
             simple, math_text = best.program, f"(not simplified: {type(e).__name__})"
