@@ -46,6 +46,8 @@ def _search_flags(p: argparse.ArgumentParser, resume: bool = False) -> None:
     p.add_argument("--heldout-top", type=int, help="programs re-scored on held-out tasks at the end (0: none)")
     p.add_argument("--repeats", type=int, help="seeds per search task; task scores are averaged over them")
     p.add_argument("--heldout-repeats", type=int, help="seeds per held-out task (default 3)")
+    p.add_argument("--funnel-margin", type=float, help="stage k+1 needs the parent's stage-k score minus this")
+    p.add_argument("--funnel-floor", type=float, help="... and at least this stage-k score (0: tuned AdamW's)")
     p.add_argument("--restart-after", type=int)
     p.add_argument("--gpus-per-worker", type=float)
     p.add_argument("--device", help="'auto' (default), 'cpu' or 'cuda'")
@@ -60,7 +62,7 @@ def _cmd_search(a: argparse.Namespace) -> int:
         out=a.out, seed=a.seed, seeds=a.seeds, population=a.population, tournament=a.tournament,
         max_evals=a.max_evals, time_limit=a.time_limit, workers=a.workers, address=a.address,
         batch_size=a.batch_size, stages=a.stages, lr_multipliers=a.lr_multipliers,
-        restart_after=a.restart_after, gpus_per_worker=a.gpus_per_worker, device=a.device,
+        restart_after=a.restart_after, funnel_margin=a.funnel_margin, funnel_floor=a.funnel_floor, gpus_per_worker=a.gpus_per_worker, device=a.device,
         heldout=a.heldout, heldout_top=a.heldout_top, repeats=a.repeats, heldout_repeats=a.heldout_repeats,
         progress=a.progress)
     run_search(cfg, local=a.local, overwrite=a.overwrite)

@@ -33,6 +33,7 @@ class SearchConfig:
     # fitness: funnel of stages, each a list of task names
     stages: tuple[tuple[str, ...], ...] = ()     # () = the task suite's default stages
     funnel_margin: float = 0.0      # pass stage k if its score >= parent's stage-k score - margin
+    funnel_floor: float = 0.0       # ... and >= this (0 = as good as tuned AdamW on stage k)
     lr_multipliers: tuple[float, ...] = ()        # () = the task suite's default grid
     heldout: tuple[str, ...] = ()   # () = the suite's held-out tasks
     heldout_top: int = 3            # programs re-scored on held-out tasks at the end

@@ -143,6 +143,19 @@ def test_tournament_prefers_higher_stage_then_score_then_shorter():
     assert evo.thresholds(evo.population[2]) == (0.2, 0.5)
 
 
+def test_funnel_floor_keeps_bad_lineages_out_of_later_stages():
+    # A bad parent's own bar is low; without the floor its children would reach stage 2 and
+    # outrank good programs whose children failed their parents' higher bars.
+    sgd = seeds.load("sgd")
+    for floor, expect in ((0.0, (0.0, 0.0)), (-5.0, (-3.0, -2.5)), (float("-inf"), (-3.0, -2.5))):
+        evo = Evolution([sgd], lambda p, r: (p, "none"), random.Random(0), population=3, tournament=3,
+                        funnel_floor=floor)
+        evo.report(Candidate(0, sgd), Fitness(-2.5, (-3.0, -2.5)))
+        assert evo.thresholds(evo.population[0]) == expect
+    evo.report(Candidate(1, sgd), Fitness(0.4, (0.6, 0.4)))
+    assert evo.thresholds(evo.population[1]) == (0.6, 0.4)  # a good parent's own bar is higher
+
+
 def test_aging_removes_the_oldest_even_if_best():
     evo = Evolution([seeds.load("sgd")], lambda p, r: (p, "none"), random.Random(0), population=2, tournament=2)
     evo.report(Candidate(0, seeds.load("sgd")), Fitness(5.0, (5.0,)))
