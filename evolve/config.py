@@ -21,11 +21,11 @@ class SearchConfig:
 
     seed: int = 0
     population: int = 32
-    tournament: int = 8
+    tournament: int = 0             # 0 = half the population: strong selection, as most mutants are far worse
     max_evals: int = 400            # candidates processed (cache hits included)
     time_limit: float = 0.0         # seconds; 0 = none
     seeds: tuple[str, ...] = ("adamw",)  # warm start; ("all",) for every known method
-    restart_after: int = 0          # cycles without a new best before restarting from the best; 0 = never
+    restart_after: int = 300        # reports without a new best before restarting from the best; 0 = never
     # mutation
     max_length: int = 30
     max_slots: int = 4
@@ -53,8 +53,8 @@ class SearchConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.population < 2 or not 1 <= self.tournament <= self.population:
-            raise ValueError("need population >= 2 and 1 <= tournament <= population")
+        if self.population < 2 or not 0 <= self.tournament <= self.population:
+            raise ValueError("need population >= 2 and 0 <= tournament <= population (0: half of it)")
         if self.max_evals < 1:
             raise ValueError("max_evals must be >= 1")
         if self.batch_size < 1:

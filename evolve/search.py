@@ -55,7 +55,8 @@ class Search:
         self.executor = executor
         self.evolution = Evolution(
             seed_programs(config.seeds), self._mutate, random.Random(config.seed), config.population,
-            config.tournament, config.funnel_margin, config.restart_after, config.funnel_floor)
+            config.tournament or max(1, config.population // 2), config.funnel_margin, config.restart_after,
+            config.funnel_floor)
         self.weights = MutationWeights.from_dict(config.mutation_weights) if config.mutation_weights \
             else MutationWeights()
         self.cache = FitnessCache()
