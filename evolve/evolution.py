@@ -27,7 +27,7 @@ Mutator = Callable[[Program, random.Random], tuple[Program, str]]
 class Evolution:
     def __init__(self, seeds: list[Program], mutator: Mutator, rng: random.Random, population: int = 32,
                  tournament: int = 8, funnel_margin: float = 0.0, restart_after: int = 0,
-                 funnel_floor: float = 0.0):
+                 funnel_floor: float = 0.0, stages: int = 0):
         if not seeds:
             raise ValueError("need at least one seed program")
         self.seeds = list(seeds)
@@ -37,6 +37,7 @@ class Evolution:
         self.tournament = tournament
         self.funnel_margin = funnel_margin
         self.funnel_floor = funnel_floor
+        self.stages = stages  # funnel stages, when known: a mutant with no parent still meets the floor
         self.restart_after = restart_after
         self.population: deque[Individual] = deque()
         self.next_id = 0
@@ -59,7 +60,8 @@ class Evolution:
             parent = self.select()
             parent_program = parent.program
         child, kind = self.mutator(parent_program, self.rng)
-        return self._candidate(child, parent.id if parent else None, kind, self.thresholds(parent))
+        bars = self.thresholds(parent) if parent else (self.funnel_floor,) * max(0, self.stages - 1)
+        return self._candidate(child, parent.id if parent else None, kind, bars)
 
     def select(self) -> Individual:
         """Tournament: best of T random members by (stages reached, score), shorter on ties."""

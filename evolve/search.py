@@ -26,6 +26,7 @@ from .hall_of_fame import HallOfFame
 from .mutate import MutationWeights, mutate
 from .progress import Progress
 from .rundir import RunDir
+from .worker import default_stages
 
 __all__ = ["Search", "SearchResult", "seed_programs"]
 
@@ -56,7 +57,7 @@ class Search:
         self.evolution = Evolution(
             seed_programs(config.seeds), self._mutate, random.Random(config.seed), config.population,
             config.tournament or max(1, config.population // 2), config.funnel_margin, config.restart_after,
-            config.funnel_floor)
+            config.funnel_floor, len(config.stages or default_stages()))
         self.weights = MutationWeights.from_dict(config.mutation_weights) if config.mutation_weights \
             else MutationWeights()
         self.cache = FitnessCache()

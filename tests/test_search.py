@@ -154,6 +154,10 @@ def test_funnel_floor_keeps_bad_lineages_out_of_later_stages():
         assert evo.thresholds(evo.population[0]) == expect
     evo.report(Candidate(1, sgd), Fitness(0.4, (0.6, 0.4)))
     assert evo.thresholds(evo.population[1]) == (0.6, 0.4)  # a good parent's own bar is higher
+    # a mutant proposed while every member is still in flight (no parent) meets the floor too
+    evo = Evolution([sgd], lambda p, r: (p, "mutated"), random.Random(0), population=1, tournament=1, stages=3)
+    assert evo.propose().thresholds == ()            # the seed itself: every stage
+    assert evo.propose().thresholds == (0.0, 0.0)    # a mutant of a seed, no parent in the population
 
 
 def test_aging_removes_the_oldest_even_if_best():
