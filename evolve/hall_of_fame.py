@@ -22,8 +22,16 @@ def _dominates(a: Individual, b: Individual) -> bool:
     return ra >= rb and la <= lb and ma <= mb and (ra > rb or la < lb or ma < mb)
 
 
+def _same_scores(a: Individual, b: Individual) -> bool:
+    """The same score on every task evaluated: the same behaviour on the search tasks."""
+    sa, sb = a.fitness.task_scores, b.fitness.task_scores
+    return bool(sa) and sa.keys() == sb.keys() and all(abs(sa[t] - sb[t]) <= 1e-12 for t in sa)
+
+
 class HallOfFame:
-    """Top ``size`` programs, distinct by functional fingerprint (one entry per rule)."""
+    """Top ``size`` programs, one entry per rule: distinct by functional fingerprint, by
+    symbolic equivalence (``same_rule``) and by behaviour (identical scores on every task, as
+    when a mutation only changes a slot's first value or the sign of a positive ``lr``)."""
 
     def __init__(self, size: int = 10, same_rule: Optional[Callable] = None):
         self.size = size
@@ -39,9 +47,9 @@ class HallOfFame:
         old = self.entries.get(fp)
         if old is not None and _key(old) >= _key(ind):
             return False
-        if old is None and self.same_rule is not None:
+        if old is None:
             for k, other in self.entries.items():
-                if self.same_rule(other.program, ind.program):
+                if _same_scores(other, ind) or (self.same_rule is not None and self.same_rule(other.program, ind.program)):
                     if _key(other) >= _key(ind):
                         return False
                     del self.entries[k]

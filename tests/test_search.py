@@ -191,6 +191,16 @@ def test_hall_of_fame_is_distinct_and_pareto():
     assert 3 not in front                 # adamw: longer and worse than adam here
 
 
+def test_hall_of_fame_keeps_one_entry_per_behaviour():
+    hof = HallOfFame(size=5)
+    adam, adamw, sgd = seeds.load("adam"), seeds.load("adamw"), seeds.load("sgd")
+    same = {"quadratic": 0.25, "rosenbrock": -0.5}
+    hof.add(Individual(Candidate(0, adamw), Fitness(-0.125, (-0.125,), dict(same))), "f0")
+    hof.add(Individual(Candidate(1, adam), Fitness(-0.125, (-0.125,), dict(same))), "f1")  # same scores, shorter
+    hof.add(Individual(Candidate(2, sgd), Fitness(-0.3, (-0.3,), {"quadratic": 0.2, "rosenbrock": -0.8})), "f2")
+    assert [i.id for i in hof.best()] == [1, 2]
+
+
 def test_config_files_and_flags(tmp_path):
     (tmp_path / "c.toml").write_text('[search]\npopulation = 10\nseeds = ["adamw", "lion"]\nstages = [["a", "b"], ["c"]]\n')
     cfg = load_config(str(tmp_path / "c.toml"))
