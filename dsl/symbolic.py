@@ -1051,8 +1051,12 @@ def simplify(program: Program, timeout: Optional[float] = DEFAULT_TIMEOUT, *,
 
 # ================================================================ printing
 
+MATH_DIGITS = 4
+"""Significant digits of constants in `to_math` (a display form; code keeps every digit)."""
+
+
 def _float_text(v: float) -> str:
-    return format_number(_nice_float(v))
+    return format_number(float(f"{_nice_float(v):.{MATH_DIGITS}g}"))
 
 
 class _MathStr(StrPrinter):
