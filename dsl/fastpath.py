@@ -91,15 +91,15 @@ ADDCDIV = {v: fused(f"addcdiv{v:+g}", torch._foreach_addcdiv, torch._foreach_add
 BLOCK_BYTES = 1 << 19
 """Blocked execution (module doc, point 5) with one intra-op thread works through tensors in
 blocks of this many bytes: several block-sized tensors fit in a core's L2 cache."""
-THREADED_BLOCK_BYTES = 0
-"""... and with several intra-op threads, blocks of this many bytes per thread (0, the
-default: no blocks, every statement over whole tensors). Each op on a block is a parallel
-region, and blocks multiply the regions of a step: on idle cores 2 MiB per thread took ~0.7x
-the time of torch's multi-tensor AdamW, but with more runnable threads than cores (other
-processes busy) a region can wait a scheduler time slice for a preempted thread, and a
-blocked step then slowed down far more than torch's own (Lion up to 7x torch's AdamW on 2
-shared cores). Whole-tensor steps degrade like torch's. ``torch.set_num_threads(1)`` is the
-usual cure on shared machines, and there blocks of `BLOCK_BYTES` are used."""
+THREADED_BLOCK_BYTES = 1 << 21
+"""... and with several intra-op threads, blocks of this many bytes per thread (0: no blocks,
+every statement over whole tensors). Each op on a block is a parallel region, and blocks
+multiply the regions of a step. On 2 idle cores (2026-11-25) blocks of 2 MiB per thread took
+0.83x the time of torch's multi-tensor AdamW, whole tensors 1.9x. With more runnable threads
+than cores (other processes busy) a region can wait a scheduler time slice for a preempted
+thread, and every multi-threaded optimizer then slows down erratically, a blocked step more
+than torch's own; ``torch.set_num_threads(1)`` is the usual cure on shared machines, and there
+blocks of `BLOCK_BYTES` are used."""
 MIN_BLOCKED_BYTES = 1 << 17
 """Tensors smaller than this take the multi-tensor path even when a plan could block them."""
 MIN_OUT_NUMEL = 1 << 15
