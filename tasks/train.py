@@ -261,26 +261,17 @@ class _Trainer:
                     parts, states = {}, {}
                     if grp.flat:
                         k = stop - start
-                        w = self._cat(self.params, start, stop)
-                        upd, st = grp.cp.apply(w, self._cat(grads, start, stop), lr_now[start:stop].view(k, 1), t,
-                                               grp.state[_FLAT], reduce_dims=(1,))
-                        nw = w - upd
-                        if nw.shape != w.shape:
-                            raise ValueError(f"update of shape {tuple(upd.shape)} for parameters of "
-                                             f"shape {tuple(w.shape)}")
-                        pieces = torch.split(nw.to(w.dtype), [self.params[n][0].numel() for n in self.names], 1)
+                        nw, states[_FLAT] = _apply(grp.cp, self._cat(self.params, start, stop),
+                                                   self._cat(grads, start, stop), lr_now[start:stop].view(k, 1), t,
+                                                   grp.state[_FLAT], (1,))
+                        pieces = torch.split(nw, [self.params[n][0].numel() for n in self.names], 1)
                         parts = {n: x.view(k, *self.params[n].shape[1:]) for n, x in zip(self.names, pieces)}
-                        states[_FLAT] = st
-                    for n in self.names if not grp.flat else ():
-                        w = self.params[n][start:stop].detach()
-                        lr = lr_now[start:stop].view(-1, *([1] * (w.ndim - 1)))
-                        upd, st = grp.cp.apply(w, grads[n][start:stop], lr, t, grp.state[n],
-                                               reduce_dims=self.reduce[n])
-                        nw = w - upd
-                        if nw.shape != w.shape:
-                            raise ValueError(f"update of shape {tuple(upd.shape)} for a parameter of "
-                                             f"shape {tuple(w.shape)}")
-                        parts[n], states[n] = nw.to(w.dtype), st
+                    else:
+                        for n in self.names:
+                            w = self.params[n][start:stop].detach()
+                            lr = lr_now[start:stop].view(-1, *([1] * (w.ndim - 1)))
+                            parts[n], states[n] = _apply(grp.cp, w, grads[n][start:stop], lr, t, grp.state[n],
+                                                         self.reduce[n])
                 except Exception as e:
                     for i in grp.rows:
                         self.fail(i, ERROR, f"{_err(e)} (step {step})", step)
@@ -336,6 +327,16 @@ class _Trainer:
                 tail = [v for _, v in curve[-self.final_evals:]]
                 out.append(RunOutcome(OK, "", sum(tail) / len(tail), curve, self.steps, seconds))
         return out
+
+
+def _apply(cp: dsl.CompiledProgram, w: Tensor, g: Tensor, lr: Tensor, t: float, state: dict,
+           dims: tuple) -> tuple[Tensor, dict]:
+    """``(w - update, next state)`` for stacked copies ``w``; an update of another shape is an error."""
+    upd, st = cp.apply(w, g, lr, t, state, reduce_dims=dims)
+    nw = w - upd
+    if nw.shape != w.shape:
+        raise ValueError(f"update of shape {tuple(upd.shape)} for parameters of shape {tuple(w.shape)}")
+    return nw.to(w.dtype), st
 
 
 def _err(e: BaseException) -> str:
