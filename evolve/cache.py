@@ -14,7 +14,7 @@ import torch
 
 from dsl import Program, compile
 
-from .candidate import Fitness
+from .candidate import TRANSIENT, Fitness
 
 __all__ = ["fingerprint", "FitnessCache"]
 
@@ -94,8 +94,8 @@ class FitnessCache:
         return None
 
     def store(self, program_hash: str, fp: str, fitness: Fitness) -> None:
-        # Timeouts and lost workers are not properties of the program: do not cache them.
-        if fitness.status in ("timeout", "lost"):
+        # Timeouts, lost workers and evaluator crashes are not properties of the program.
+        if fitness.status in TRANSIENT:
             return
         self.by_hash[program_hash] = fitness
         self.by_fingerprint.setdefault(fp, fitness)

@@ -7,10 +7,14 @@ from typing import Optional
 
 from dsl import Program, parse, to_text
 
-__all__ = ["WORST", "Fitness", "Candidate", "Individual", "Job"]
+__all__ = ["WORST", "TRANSIENT", "Fitness", "Candidate", "Individual", "Job"]
 
 WORST = -10.0
 """Score of a failed candidate: finite, so sorting and means keep working."""
+
+TRANSIENT = frozenset({"timeout", "lost", "crash"})
+"""Statuses that say nothing about the program (a slow or dead worker, an evaluator that
+raised): reported to the search, never cached as the program's score."""
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,7 @@ class Fitness:
     score: float
     stage_scores: tuple[float, ...] = ()
     task_scores: dict = field(default_factory=dict)
-    status: str = "ok"               # ok | failed | timeout | error
+    status: str = "ok"               # ok | failed | error (the program's own); timeout | lost | crash (TRANSIENT)
     reason: str = ""
     seconds: float = 0.0
     worker: str = ""
@@ -106,11 +110,12 @@ class Individual:
 class Job:
     """What a worker evaluates: program text (programs travel as text) and funnel thresholds.
 
-    ``stages`` and ``repeats`` (seeds per task) override the worker's (held-out
-    meta-validation uses them)."""
+    ``stages``, ``repeats`` (seeds per task) and ``timeout`` (seconds) override the worker's
+    and the executor's (held-out meta-validation uses them)."""
 
     id: int
     text: str
     thresholds: tuple[float, ...] = ()
     stages: Optional[tuple[tuple[str, ...], ...]] = None
     repeats: Optional[int] = None
+    timeout: Optional[float] = None

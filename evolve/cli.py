@@ -27,7 +27,10 @@ def _search_flags(p: argparse.ArgumentParser, resume: bool = False) -> None:
     p.add_argument("--max-evals", type=int, help="candidates to evaluate in total")
     p.add_argument("--time-limit", type=float, help="seconds before the search stops proposing")
     p.add_argument("--workers", type=int, help="Ray evaluation actors (default: one per CPU)")
-    p.add_argument("--address", help="Ray cluster to join: 'auto' or 'ray://host:port' (default: embedded local Ray)")
+    p.add_argument("--address", help="Ray cluster to join: 'auto', 'HOST:PORT' or 'ray://host:port' "
+                   "(default: embedded local Ray); the project's packages are shipped to its nodes")
+    p.add_argument("--worker-start-timeout", type=float,
+                   help="seconds for the first worker to start before the search stops and says why (default 60)")
     p.add_argument("--local", action="store_true", help="evaluate in this process, without Ray")
     p.add_argument("--no-progress", dest="progress", action="store_const", const=False,
                    help="no live progress line")
@@ -46,6 +49,10 @@ def _search_flags(p: argparse.ArgumentParser, resume: bool = False) -> None:
     p.add_argument("--heldout-top", type=int, help="programs re-scored on held-out tasks at the end (0: none)")
     p.add_argument("--repeats", type=int, help="seeds per search task; task scores are averaged over them")
     p.add_argument("--heldout-repeats", type=int, help="seeds per held-out task (default 3)")
+    p.add_argument("--heldout-timeout", type=float, help="seconds per held-out row (default 900)")
+    p.add_argument("--tasks-module", dest="tasks_modules", action="append", metavar="FILE.py",
+                   help="a module whose @tasks.register factories add tasks (a .py file, package directory "
+                        "or dotted name); imported here and shipped to every worker; repeatable")
     p.add_argument("--funnel-margin", type=float, help="stage k+1 needs the parent's stage-k score minus this")
     p.add_argument("--funnel-floor", type=float, help="... and at least this stage-k score (0: tuned AdamW's)")
     p.add_argument("--restart-after", type=int)
@@ -64,7 +71,9 @@ def _cmd_search(a: argparse.Namespace) -> int:
         batch_size=a.batch_size, stages=a.stages, lr_multipliers=a.lr_multipliers,
         restart_after=a.restart_after, funnel_margin=a.funnel_margin, funnel_floor=a.funnel_floor, gpus_per_worker=a.gpus_per_worker, device=a.device,
         heldout=a.heldout, heldout_top=a.heldout_top, repeats=a.repeats, heldout_repeats=a.heldout_repeats,
-        progress=a.progress)
+        heldout_timeout=a.heldout_timeout, worker_start_timeout=a.worker_start_timeout, progress=a.progress)
+    if a.tasks_modules:   # resolved here, so a resume from another directory finds them
+        cfg = cfg.replace(tasks_modules=tuple(_resolve_module(m) for m in a.tasks_modules))
     run_search(cfg, local=a.local, overwrite=a.overwrite)
     return 0
 
@@ -73,8 +82,15 @@ def _cmd_resume(a: argparse.Namespace) -> int:
     from .launch import resume_search
 
     resume_search(a.run, local=a.local, max_evals=a.max_evals, time_limit=a.time_limit,
-                  workers=a.workers, address=a.address, progress=a.progress)
+                  workers=a.workers, address=a.address, worker_start_timeout=a.worker_start_timeout,
+                  progress=a.progress)
     return 0
+
+
+def _resolve_module(spec: str) -> str:
+    """A task module given as a path becomes absolute; a dotted name stays as it is."""
+    p = Path(spec).expanduser()
+    return str(p.resolve()) if p.suffix == ".py" or p.exists() or "/" in spec else spec
 
 
 def _programs_from(paths: Sequence[str], top: int) -> list[tuple[str, "object", dict]]:
@@ -247,6 +263,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:
+        from .ray_executor import WorkerError
+
+        if not isinstance(e, WorkerError):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

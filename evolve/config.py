@@ -39,6 +39,7 @@ class SearchConfig:
     heldout_top: int = 3            # programs re-scored on held-out tasks at the end
     repeats: int = 1                # seeds per task in the search's stages (scores averaged)
     heldout_repeats: int = 3        # seeds per held-out task (meta-validation compares means)
+    heldout_timeout: float = 900.0  # seconds per held-out row (its own budget, not candidate_timeout)
     # execution
     workers: int = 0                # 0 = one per CPU (or per GPU share)
     address: Optional[str] = None   # None = embedded local Ray; "auto", "ray://host:port"
@@ -46,6 +47,8 @@ class SearchConfig:
     gpus_per_worker: float = 0.0    # fractional GPUs per actor when GPUs exist
     candidate_timeout: float = 120.0  # seconds per candidate before it is scored as failed
     device: str = "auto"            # "auto" = cuda when the worker has a GPU
+    tasks_modules: tuple[str, ...] = ()  # user task modules (.py files, packages, dotted names): shipped, imported everywhere
+    worker_start_timeout: float = 60.0   # seconds for the first worker to start before the search stops with the cause
     # bookkeeping
     out: str = "runs/search"
     checkpoint_every: int = 20      # evaluations between checkpoints
@@ -80,7 +83,7 @@ class SearchConfig:
 
 def _coerce(d: dict) -> dict:
     out = dict(d)
-    for k in ("seeds", "heldout"):
+    for k in ("seeds", "heldout", "tasks_modules"):
         if k in out and out[k] is not None:
             out[k] = (out[k],) if isinstance(out[k], str) else tuple(out[k])
     if "lr_multipliers" in out:

@@ -66,7 +66,11 @@ class LocalExecutor:
 
 def safe_evaluate(evaluate: EvaluateFn, jobs: list[Job], worker: str) -> list[Fitness]:
     """Evaluate a batch; if the batch raises, evaluate each job alone so one bad program
-    fails alone, with its error recorded."""
+    fails alone, with its error recorded.
+
+    The evaluator scores the program's own failures (NaN, divergence, a raising op) itself; an
+    exception that escapes it is the evaluator's (out of memory, a failed import, a bug), so
+    such a job comes back as ``crash``: transient, run again elsewhere, never cached."""
     t0 = time.perf_counter()
     try:
         out = evaluate(jobs)
@@ -75,7 +79,7 @@ def safe_evaluate(evaluate: EvaluateFn, jobs: list[Job], worker: str) -> list[Fi
         return [_stamp(f, worker) for f in out]
     except Exception:
         if len(jobs) == 1:
-            return [Fitness.failed("error", traceback.format_exc(limit=3), time.perf_counter() - t0, worker)]
+            return [Fitness.failed("crash", traceback.format_exc(limit=3), time.perf_counter() - t0, worker)]
     return [safe_evaluate(evaluate, [j], worker)[0] for j in jobs]
 
 

@@ -9,9 +9,10 @@ from typing import Optional, TextIO
 from .config import SearchConfig
 from .executor import Executor, LocalExecutor
 from .search import Search, SearchResult
+from .shipping import TaskModule, load_task_module
 from .worker import TaskEvaluator, default_stages, heldout_stage
 
-__all__ = ["make_executor", "run_search", "resume_search", "baseline_cache_path", "report"]
+__all__ = ["make_executor", "run_search", "resume_search", "baseline_cache_path", "report", "load_tasks"]
 
 
 def baseline_cache_path() -> str:
@@ -36,16 +37,33 @@ def prepare_baselines(config: SearchConfig, out: TextIO = sys.stderr) -> None:
         print(f" AdamW lr={b.lr:.3g} loss={b.loss:.4g}", file=out, flush=True)
 
 
-def make_executor(config: SearchConfig, local: bool = False) -> Executor:
-    """In-process (``local``) or Ray actors: embedded local Ray, or the cluster at ``config.address``."""
-    evaluator = TaskEvaluator.from_config(config, baseline_cache=baseline_cache_path())
+def load_tasks(config: SearchConfig) -> tuple[TaskModule, ...]:
+    """Import the config's task modules on the driver and check that every task it names exists
+    (here, before any worker starts, not as a failure in every worker)."""
+    from tasks import registry
+
+    modules = tuple(load_task_module(m) for m in config.tasks_modules)
+    wanted = [t for stage in (config.stages or default_stages()) for t in stage] + list(heldout_stage(config))
+    known = set(registry.names())
+    unknown = sorted({t for t in wanted if t not in known})
+    if unknown:
+        hint = "" if config.tasks_modules else "; tasks of your own need --tasks-module FILE.py"
+        raise ValueError(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}{hint}")
+    return modules
+
+
+def make_executor(config: SearchConfig, local: bool = False, modules: tuple[TaskModule, ...] = ()) -> Executor:
+    """In-process (``local``) or Ray actors: embedded local Ray, or the cluster at ``config.address``
+    (the project's packages and ``modules`` are shipped to the workers, see `evolve.shipping`)."""
+    evaluator = TaskEvaluator.from_config(config, baseline_cache=baseline_cache_path(),
+                                          modules=tuple(m.name for m in modules))
     if local:
         return LocalExecutor(evaluator())
     import ray
 
     from .ray_executor import RayExecutor, init_ray
 
-    init_ray(config.address, num_cpus=None if config.address else (os.cpu_count() or 1))
+    init_ray(config.address, num_cpus=None if config.address else (os.cpu_count() or 1), task_modules=modules)
     resources = ray.cluster_resources()
     gpus = resources.get("GPU", 0.0)
     num_gpus = config.gpus_per_worker if gpus else 0.0
@@ -53,15 +71,18 @@ def make_executor(config: SearchConfig, local: bool = False) -> Executor:
     if workers <= 0:
         workers = int(gpus / num_gpus) if num_gpus else int(resources.get("CPU", 1))
     return RayExecutor(evaluator, max(1, workers), num_cpus=1, num_gpus=num_gpus,
-                       candidate_timeout=config.candidate_timeout)
+                       candidate_timeout=config.candidate_timeout, start_timeout=config.worker_start_timeout)
 
 
 def run_search(config: SearchConfig, local: bool = False, overwrite: bool = False,
-               out: TextIO = sys.stdout) -> SearchResult:
-    print(f"search: {config.max_evals} evaluations, population {config.population}, "
+               out: Optional[TextIO] = None) -> SearchResult:
+    config = config.replace(out=str(Path(config.out).expanduser().resolve()))
+    limit = f"{config.time_limit:.0f}s or " if config.time_limit else ""
+    print(f"search: {limit}{config.max_evals} evaluations, population {config.population}, "
           f"seeds {','.join(config.seeds)} -> {config.out}", file=sys.stderr)
+    modules = load_tasks(config)
     prepare_baselines(config)
-    executor = make_executor(config, local)
+    executor = make_executor(config, local, modules)
     try:
         result = Search.start(config, executor, overwrite=overwrite, same_rule=_same_rule()).run()
     finally:
@@ -70,13 +91,14 @@ def run_search(config: SearchConfig, local: bool = False, overwrite: bool = Fals
     return result
 
 
-def resume_search(path: str, local: bool = False, out: TextIO = sys.stdout, **overrides) -> SearchResult:
+def resume_search(path: str, local: bool = False, out: Optional[TextIO] = None, **overrides) -> SearchResult:
     from .rundir import RunDir
 
     config = SearchConfig.from_dict(RunDir(path).config())
     config = config.replace(**overrides)
+    modules = load_tasks(config)
     prepare_baselines(config)
-    executor = make_executor(config, local)
+    executor = make_executor(config, local, modules)
     try:
         result = Search.resume(path, executor, **{k: v for k, v in overrides.items() if v is not None}).run()
     finally:
@@ -101,9 +123,13 @@ def _same_rule():
     return same
 
 
-def report(result: SearchResult, out: TextIO = sys.stdout, top: int = 3) -> None:
-    """Print the best programs as code, with scores and the run's figures."""
+def report(result: SearchResult, out: Optional[TextIO] = None, top: int = 3, simplify_timeout: float = 10.0) -> None:
+    """Print the best programs as code (as mutation left them, and simplified), with scores,
+    the held-out rows and the run's figures."""
+    out = out or sys.stdout
     from dsl import to_text
+
+    from .heldout import row_text
 
     s = result.stats
     c = s["cache"]
@@ -119,8 +145,27 @@ def report(result: SearchResult, out: TextIO = sys.stdout, top: int = 3) -> None
               f"memory {ind.program.memory} | id {ind.id}", file=out)
         print(f"#    {tasks}", file=out)
         print(to_text(ind.program, readable=True), file=out)
+        simple, note = _simplified(ind.program, simplify_timeout)
+        if note:
+            print(f"#    {note}", file=out)
+        elif simple is not None:
+            print(f"#    simplified (length {simple.length}):", file=out)
+            print(to_text(simple, readable=True), file=out)
     if result.heldout:
         print("held-out tasks (never seen by the search), score vs tuned AdamW:", file=out)
         for row in result.heldout:
-            tasks = ", ".join(f"{k} {v:+.3f}" for k, v in row["task_scores"].items())
-            print(f"  {row['name']:>8}  {row['score']:+.4f}  ({tasks})", file=out)
+            print(row_text(row), file=out)
+
+
+def _simplified(program, timeout: float):
+    """``(simplified program or None when it reads the same, note)``: bounded in time; a
+    program sympy cannot simplify in time is printed as it is, with the reason."""
+    import dsl
+
+    try:
+        simple = dsl.simplify(program, timeout=timeout)
+    except Exception as e:  # SymbolicTimeout (a BaseException) is caught inside simplify
+        return None, f"not simplified: {type(e).__name__}: {str(e)[:100]}"
+    if dsl.to_text(simple, readable=True) == dsl.to_text(program, readable=True):
+        return None, ""
+    return simple, ""

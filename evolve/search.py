@@ -242,33 +242,12 @@ class Search:
 
     # ------------------------------------------------------------------ meta-validation
     def meta_validate(self) -> list[dict]:
-        """Re-score the top programs on held-out tasks the search never saw, beside AdamW and Lion."""
+        """Re-score the top programs on held-out tasks the search never saw, beside AdamW and
+        Lion (`evolve.heldout`)."""
+        from .heldout import validate
         from .worker import heldout_stage
 
-        stage = heldout_stage(self.config)
-        if not stage:
-            return []
-        rows: list[tuple[str, Program]] = [(f"#{ind.id}", ind.program) for ind in self.hof.best()[:self.config.heldout_top]]
-        for name in ("adamw", "lion"):
-            rows.append((name, seed_library.load(name)))
-        jobs = [Job(-1 - i, to_text(p), (), (stage,), self.config.heldout_repeats) for i, (_, p) in enumerate(rows)]
-        results: dict[int, Fitness] = {}
-        for i in range(0, len(jobs), self.config.batch_size):
-            while self.executor.capacity() == 0:
-                for job, fit in self.executor.wait(timeout=1.0):
-                    results[job.id] = fit
-            self.executor.submit(jobs[i:i + self.config.batch_size])
-        while len(results) < len(jobs):
-            for job, fit in self.executor.wait(timeout=1.0):
-                results[job.id] = fit
-        out = [{"name": name, "hash": p.hash, "program": to_text(p, readable=True),
-                "score": results[j.id].score, "status": results[j.id].status,
-                "task_scores": results[j.id].task_scores}
-               for (name, p), j in zip(rows, jobs)]
-        from .rundir import atomic_write_json
-
-        atomic_write_json(self.run_dir.heldout_path, {"tasks": list(stage), "rows": out})
-        return out
+        return validate(self.executor, self.config, self.hof.best(), heldout_stage(self.config), self.run_dir)
 
     def _mutate(self, parent: Program, rng: random.Random) -> tuple[Program, str]:
         return mutate(parent, rng, self.weights, max_length=self.config.max_length,

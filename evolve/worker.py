@@ -51,16 +51,22 @@ class TaskEvaluator:
     seed: int = 0
     baseline_cache: Optional[str] = None   # JSON file of tuned AdamW baselines, shared by workers
     repeats: int = 1                       # seeds per task (a job's ``repeats`` overrides)
+    modules: tuple[str, ...] = ()          # user task modules to import first (they register tasks)
 
     @classmethod
-    def from_config(cls, config: SearchConfig, baseline_cache: Optional[str] = None) -> "TaskEvaluator":
+    def from_config(cls, config: SearchConfig, baseline_cache: Optional[str] = None,
+                    modules: tuple[str, ...] = ()) -> "TaskEvaluator":
         return cls(config.stages or default_stages(), tuple(config.lr_multipliers), config.device,
-                   0, baseline_cache, config.repeats)
+                   0, baseline_cache, config.repeats, tuple(modules))
 
     def __call__(self) -> EvaluateFn:
         from dataclasses import replace
 
         from tasks import EvalConfig, evaluate
+
+        from .shipping import import_task_modules
+
+        import_task_modules(self.modules)
 
         kw = {"device": _device(self.device), "seed": self.seed}
         if self.lr_multipliers:

@@ -115,7 +115,7 @@ Search.start(cfg, LocalExecutor(slow)).run()
 def test_a_raising_evaluation_fails_alone():
     jobs = [Job(0, dsl.to_text(seeds.load("sgd"))), Job(1, "raise_here"), Job(2, dsl.to_text(seeds.load("adam")))]
     out = safe_evaluate(toy_evaluate, jobs, "w")
-    assert [f.status for f in out] == ["ok", "error", "ok"]
+    assert [f.status for f in out] == ["ok", "crash", "ok"]
     assert "evaluator blew up" in out[1].reason and out[1].score == -10.0
 
 

@@ -78,3 +78,21 @@ class Flaky:
         return evaluate
 
 
+
+
+class CrashOnce:
+    """An evaluator that raises (as out of memory would) in the first process that uses it."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __call__(self):
+        marker = self.marker
+
+        def evaluate(jobs):
+            if not os.path.exists(marker):
+                open(marker, "w").close()
+                raise RuntimeError("CUDA out of memory (simulated)")
+            return toy_evaluate(jobs)
+
+        return evaluate
