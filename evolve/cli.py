@@ -268,6 +268,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         if not isinstance(e, WorkerError):
             raise
+        import ray
+
+        ray.shutdown()   # stops the workers' log stream first, so the message is the last word
         print(f"error: {e}", file=sys.stderr)
         return 3
 
