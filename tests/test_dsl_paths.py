@@ -4,7 +4,7 @@ gradient's own tensor.
 Paths: the per-tensor `CompiledProgram.apply` (parameters then stepped in place, as an optimizer
 would), the plain statement-by-statement ``step_foreach`` (taken with tensor hyperparameters),
 the fast path's plan (multi-tensor, with and without slot reuse, and in blocks),
-`dsl.ProgramOptimizer`, and the batched trainer's step (`tasks.train._apply` on stacked copies,
+`dsl.ProgramOptimizer`, the optimizer `dsl.export_optimizer` writes, and the batched trainer's step (`tasks.train._apply` on stacked copies,
 per tensor and flattened). Gradients live in the same tensors from step to step and are
 overwritten in place before each step (as ``backward`` into ``.grad`` does), so a slot that
 kept the gradient's tensor would change with it; parameters are stepped in place, so a slot
@@ -13,6 +13,7 @@ that kept the parameter's tensor would follow it.
 from __future__ import annotations
 
 import contextlib
+import inspect
 
 import pytest
 import torch
@@ -26,7 +27,6 @@ from tasks.train import _apply as trainer_apply
 
 SHAPES = [(3, 4), (5,), (), (2, 1, 3)]
 LR = 0.1
-PATHS = ("apply", "plain", "foreach", "foreach-noreuse", "blocked", "optimizer", "trainer", "trainer-flat")
 
 
 def _tensors(seed, shapes=SHAPES):
@@ -65,9 +65,12 @@ def run_path(path, p, ws, grads_by_step, states, ts, hp=None):
         for g, new in zip(gs, grads_by_step[i]):
             g.copy_(new)
 
-    if path == "optimizer":
+    if path in ("optimizer", "export"):
         params = [torch.nn.Parameter(w) for w in ws]
-        opt = dsl.ProgramOptimizer(params, p, lr=LR, **(hp or {}))  # tensors: read with .item()
+        if path == "optimizer":
+            opt = dsl.ProgramOptimizer(params, p, lr=LR, **(hp or {}))  # tensors: read with .item()
+        else:
+            opt = _exported(p)(params, lr=LR, **{k: float(v) for k, v in (hp or {}).items()})
         for q, g, s in zip(params, gs, states):
             q.grad = g
             opt.state[q].update(step=ts[0] - 1.0, **s)
@@ -133,11 +136,21 @@ def run_path(path, p, ws, grads_by_step, states, ts, hp=None):
     return out, [{k: v.clone() for k, v in s.items()} for s in final]
 
 
+def _exported(p):
+    """The optimizer class `dsl.export_optimizer` writes for ``p``, imported."""
+    namespace = {}
+    exec(compile(dsl.export_optimizer(p, class_name="Exported"), f"<export of {p.name}>", "exec"), namespace)
+    return namespace["Exported"]
+
+
 def _paths(p, hp):
     """The paths that apply to ``p`` with hyperparameters ``hp``."""
     out = ["apply", "plain", "trainer"]
     if "step" not in p.slot_names and "params" not in p.hparam_names:  # names ProgramOptimizer keeps
         out.append("optimizer")
+        # the exported class takes hyperparameters under their names unless it renamed one
+        if set(p.hparam_names) <= set(inspect.signature(_exported(p).__init__).parameters):
+            out.append("export")
     if not any(isinstance(v, torch.Tensor) for v in (hp or {}).values()):
         out += ["foreach", "foreach-noreuse"]
         if dsl.compile(p).plan().blockable:
