@@ -24,6 +24,7 @@ from torch import Tensor
 from . import fastpath
 from .ops import OPS, Op, scalar_eval
 from .program import Arg, Program
+from .values import as_tensor, fit, materialize, owns_input, slot_values
 
 __all__ = ["CompiledProgram", "compile"]
 
@@ -102,7 +103,7 @@ class CompiledProgram:
 
     def init_state(self, w: Tensor) -> dict[str, Tensor]:
         """Fresh state slots for a parameter (or a stack of copies), filled with initial values."""
-        return {x: torch.full_like(w, _fit(v, w.dtype), memory_format=torch.preserve_format)
+        return {x: torch.full_like(w, fit(v, torch.finfo(w.dtype).max), memory_format=torch.preserve_format)
                 for x, v in self.program.slots}
 
     # ---------------------------------------------------------------- one tensor / K copies
@@ -115,6 +116,7 @@ class CompiledProgram:
         ``lr`` and hyperparameters may be tensors broadcastable against ``w``.
         """
         dims = None if reduce_dims is None else tuple(reduce_dims)
+        fmax = torch.finfo(w.dtype).max
         env: dict[str, Any] = {"w": w, "g": g, "lr": lr, "t": float(t)}
         env.update(state)
         for ins in self._prepare(env, t, hparams):
@@ -122,16 +124,16 @@ class CompiledProgram:
             if not any(isinstance(a, Tensor) for a in args):
                 env[ins.target] = scalar_eval(ins.op, args)
                 continue
-            args = [_fit(a, w.dtype) for a in args]
+            args = [fit(a, fmax) for a in args]
             if ins.op.reduction:
                 env[ins.target] = ins.op.torch(*args, dims=dims)
             else:
                 env[ins.target] = ins.op.torch(*args)
-        update = _as_tensor(_value(env, self.program.update), w)
+        update = as_tensor(_value(env, self.program.update), w)
         nxt = {}
         for (x, _), a in zip(self.program.slots, self.program.next_state):
             v = _value(env, a)
-            nxt[x] = _materialize(v, w, copy=v is w or v is g)
+            nxt[x] = materialize(v, w, copy=owns_input(v, w, g))
         return update, nxt
 
     # ---------------------------------------------------------------- many tensors at once
@@ -175,27 +177,23 @@ class CompiledProgram:
         for x, _ in self.program.slots:
             env[x] = [st[x] for st in states]
         n = len(params)
+        fmax = torch.finfo(params[0].dtype).max
         for ins in self._prepare(env, t, hparams):
             args = [_value(env, a) for a in ins.args]
             if not any(isinstance(a, list) for a in args):
                 env[ins.target] = scalar_eval(ins.op, args)
                 continue
-            args = [_fit(a, params[0].dtype) for a in args]
+            args = [fit(a, fmax) for a in args]
             out = ins.op.foreach(*args) if ins.op.foreach is not None else None
             if out is None:
                 out = [ins.op.torch(*[a[i] if isinstance(a, list) else a for a in args]) for i in range(n)]
                 # an op may pick a scalar argument (where with a scalar condition): keep lists of tensors
-                out = [o if isinstance(o, Tensor) else _as_tensor(o, p) for o, p in zip(out, params)]
+                out = [o if isinstance(o, Tensor) else as_tensor(o, p) for o, p in zip(out, params)]
             env[ins.target] = list(out)
-        new = []
-        for (x, _), a in zip(self.program.slots, self.program.next_state):
-            v = _value(env, a)
-            alias = v is params or v is grads
-            if isinstance(v, list):
-                vals = [_materialize(vi, p, copy=alias) for vi, p in zip(v, params)]
-            else:
-                vals = [_materialize(v, p, copy=False) for p in params]
-            new.append((x, vals))
+        # copied per tensor: a list other than params may hold parameter tensors (where with a
+        # scalar condition returns its argument), which the update below changes in place
+        new = [(x, slot_values(_value(env, a), params, grads))
+               for (x, _), a in zip(self.program.slots, self.program.next_state)]
         update = _value(env, self.program.update)
         for x, vals in new:
             for st, vi in zip(states, vals):
@@ -204,25 +202,3 @@ class CompiledProgram:
             torch._foreach_sub_(params, update)
         else:
             torch._foreach_sub_(params, float(update))
-
-
-def _fit(x: Any, dtype: torch.dtype) -> Any:
-    """A Python float beyond ``dtype``'s range becomes ±inf (IEEE overflow) instead of an error."""
-    if isinstance(x, float) and abs(x) > torch.finfo(dtype).max and x == x:
-        return float("inf") if x > 0 else float("-inf")
-    return x
-
-
-def _as_tensor(v: Any, like: Tensor) -> Tensor:
-    return v if isinstance(v, Tensor) else torch.as_tensor(_fit(v, like.dtype), dtype=like.dtype, device=like.device)
-
-
-def _materialize(v: Any, like: Tensor, copy: bool) -> Tensor:
-    """A state tensor with ``like``'s shape, dtype and device from a value of the program."""
-    if not isinstance(v, Tensor):
-        return torch.full_like(like, _fit(float(v), like.dtype), memory_format=torch.preserve_format)
-    if v.shape != like.shape:
-        return v.expand_as(like).to(like.dtype).clone()
-    if v.dtype != like.dtype:
-        return v.to(like.dtype)
-    return v.clone() if copy else v

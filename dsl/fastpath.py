@@ -64,7 +64,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -72,6 +72,7 @@ from torch import Tensor
 from .kernels import Kernel, fused
 from .ops import Op, scalar_eval
 from .program import Arg
+from .values import as_tensor, fit, materialize, owns_input, slot_values
 
 __all__ = ["Plan", "build_plan", "check"]
 
@@ -153,7 +154,6 @@ class Plan:
     kinds: dict = field(default_factory=dict)
     # filled in by buffer assignment
     writes_slots: bool = False
-    copy_if_input: frozenset = frozenset()  # next values that may hold w's or g's own tensors
     buffer: dict = field(default_factory=dict)  # full value -> its buffer (when it has one)
     blockable: bool = False  # every list step is a kernel on full lists (point 5)
     scratch: tuple[str, ...] = ()  # buffers made by steps that hold no slot's next value
@@ -194,8 +194,6 @@ class Plan:
 
     def _run_foreach(self, params, grads, states, env: dict) -> None:
         """Every statement over all tensors at once (``torch._foreach_*``)."""
-        from .compiler import _as_tensor, _materialize
-
         fmax = torch.finfo(params[0].dtype).max
         n = len(params)
         per_tensor_out = params[0].device.type == "cpu" and sum(p.numel() for p in params) >= n * MIN_OUT_NUMEL
@@ -205,14 +203,14 @@ class Plan:
         for s in self.steps:
             vals = [env[a] if isinstance(a, str) else a for a in s.args]
             for i in s.fit:
-                vals[i] = _fit(vals[i], fmax)
+                vals[i] = fit(vals[i], fmax)
             k = s.kernel
             if k is None:
                 out = s.op.foreach(*vals) if s.op.foreach is not None else None
                 if out is None:
                     out = [s.op.torch(*[a[i] if isinstance(a, list) else a for a in vals]) for i in range(n)]
                     # an op may pick a scalar argument (where with a scalar condition)
-                    out = [o if isinstance(o, Tensor) else _as_tensor(o, p) for o, p in zip(out, params)]
+                    out = [o if isinstance(o, Tensor) else as_tensor(o, p) for o, p in zip(out, params)]
                 env[s.target] = list(out)
             elif s.mode == "fresh" or (s.mode == "out" and not per_tensor_out):
                 # (allocating instead of writing into a free buffer is always safe: whatever
@@ -226,24 +224,16 @@ class Plan:
                 for i in range(n):
                     k.out(*[a[i] if isinstance(a, list) else a for a in vals], out=dest[i])
                 env[s.target] = dest
-        new = []
-        for x, a in zip(self.slots, self.next_state):
-            v = a if isinstance(a, float) else env[a]
-            if isinstance(v, list):
-                whole = a in ("w", "g")
-                maybe = a in self.copy_if_input
-                vals = [_materialize(vi, p, copy=whole or (maybe and (vi is p or vi is gi)))
-                        for vi, p, gi in zip(v, params, grads)]
-            else:
-                vals = [_materialize(v, p, copy=False) for p in params]
-            new.append((x, vals))
+        # copied per tensor where a value holds w's or g's own tensors (`dsl.values`)
+        new = [(x, slot_values(a if isinstance(a, float) else env[a], params, grads))
+               for x, a in zip(self.slots, self.next_state)]
         update = self.update if isinstance(self.update, float) else env[self.update]
         for x, vals in new:
             for st, vi in zip(states, vals):
                 st[x] = vi
         if self.update_alpha is not None:
             alpha = self.update_alpha if isinstance(self.update_alpha, float) else env[self.update_alpha]
-            torch._foreach_add_(params, update, alpha=-_fit(alpha, fmax))
+            torch._foreach_add_(params, update, alpha=-fit(alpha, fmax))
         elif self.update_neg:
             torch._foreach_add_(params, update)
         elif isinstance(update, list):
@@ -254,8 +244,6 @@ class Plan:
     def _run_blocked(self, params, grads, states, env: dict, block: int) -> None:
         """One tensor at a time, and each in blocks of ``block`` elements: every step runs on a
         block before the next block starts, so temporaries stay in cache (module doc, point 5)."""
-        from .compiler import _materialize
-
         p0 = params[0]
         fmax = torch.finfo(p0.dtype).max
         # per step: (kernel, arguments: buffer names or clipped scalars, is-buffer flags, dest)
@@ -268,7 +256,7 @@ class Plan:
                     isbuf.append(True)
                 else:
                     v = env[a] if isinstance(a, str) else a
-                    args.append(_fit(v, fmax) if j in s.fit else v)
+                    args.append(fit(v, fmax) if j in s.fit else v)
                     isbuf.append(False)
             prog.append((s.kernel.out, args, isbuf, s.dest))
         update = self.update
@@ -277,7 +265,7 @@ class Plan:
             alpha = None
             if self.update_alpha is not None:
                 alpha = self.update_alpha if isinstance(self.update_alpha, float) else env[self.update_alpha]
-                alpha = -_fit(alpha, fmax)
+                alpha = -fit(alpha, fmax)
             elif self.update_neg:
                 alpha = 1.0
         else:
@@ -291,9 +279,10 @@ class Plan:
             new = {}
             for x, a in zip(self.slots, self.next_state):
                 if isinstance(a, float) or self.kinds[a] == SCALAR:
-                    new[x] = _materialize(env.get(a, a), p, copy=False)
+                    new[x] = materialize(env.get(a, a), p, copy=False)
                 elif a in ("w", "g") or a in self.slots:
-                    new[x] = _materialize(full[self.buffer[a]], p, copy=a in ("w", "g"))
+                    v = full[self.buffer[a]]
+                    new[x] = materialize(v, p, copy=owns_input(v, p, g))
             splits = {b: t.view(-1).split(block) for b, t in full.items()}
             last = p.numel() - (len(splits["w"]) - 1) * block
             for j in range(len(splits["w"])):
@@ -314,13 +303,6 @@ class Plan:
             st.update(new)
         if ubuf is None:  # a scalar update
             torch._foreach_sub_(params, float(env.get(update, update)))
-
-
-def _fit(v: Any, fmax: float) -> Any:
-    """A float beyond the dtype's range becomes ±inf (IEEE overflow), as `dsl.compiler._fit`."""
-    if isinstance(v, float) and abs(v) > fmax and v == v:
-        return float("inf") if v > 0 else float("-inf")
-    return v
 
 
 def _blockable(p: Tensor, g: Tensor, st: Mapping[str, Tensor], slots: Sequence[str], min_bytes: int) -> bool:
@@ -552,5 +534,3 @@ def _assign_buffers(plan: Plan, slot_reuse: bool) -> None:
     # in blocks, the update is applied block by block: only next values need whole tensors
     plan.scratch = tuple(b for b in tenants if b.startswith("new:") and b in owner
                          and not any(v in nxt for v in tenants[b]))
-    plan.copy_if_input = frozenset(a for a in plan.next_state if isinstance(a, str) and a not in ("w", "g")
-                                   and kinds.get(a) != SCALAR and bufs[a] & {"w", "g"})

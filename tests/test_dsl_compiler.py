@@ -6,16 +6,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 
 import dsl
+import seeds
 from strategies import programs
 
-ADAMW = """
-def adamw(w, g, lr, t, m=0.0, v=0.0):
-    m = interp(g, m, 0.9)
-    v = interp(square(g), v, 0.999)
-    m_hat = m / (1 - 0.9 ** t)
-    v_hat = v / (1 - 0.999 ** t)
-    return lr * (m_hat / (sqrt(v_hat) + 1e-8) + 0.01 * w)
-"""
+ADAMW = seeds.load("adamw")  # torch.optim.AdamW with its defaults
 LION = """
 def lion(w, g, lr, m=0.0, *, beta1=0.9, beta2=0.99, wd=0.0):
     u = sign(interp(g, m, beta1))

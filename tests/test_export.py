@@ -10,16 +10,10 @@ import pytest
 import torch
 
 import dsl
+import seeds
 from dsl.export import _Val, export_optimizer
 
-ADAMW = """
-def adamw(w, g, lr, t, m=0.0, v=0.0, *, beta1=0.9, beta2=0.999, eps=1e-8, wd=0.01):
-    m = interp(g, m, beta1)
-    v = interp(g * g, v, beta2)
-    mhat = m / (1 - beta1 ** t)
-    vhat = v / (1 - beta2 ** t)
-    return lr * (mhat / (sqrt(vhat) + eps) + wd * w)
-"""
+ADAMW = dsl.to_text(seeds.load("adamw"))
 
 LION = """
 def lion(w, g, lr, m=0.0, *, beta1=0.9, beta2=0.99, wd=0.0):
@@ -163,11 +157,7 @@ def test_export_rejects_a_step_slot():
 
 
 def test_export_every_seed(tmp_path):
-    try:
-        import seeds
-        progs = seeds.load_all()
-    except (ImportError, AttributeError):
-        pytest.skip("no seeds.load_all()")
+    progs = seeds.load_all()
     for name, p in progs.items():
         src = export_optimizer(p)
         _check_standalone(src)

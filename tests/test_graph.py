@@ -3,18 +3,15 @@ from __future__ import annotations
 
 import re
 
+import pydot
 import pytest
 
 import dsl
+import seeds
 from dsl.draw import draw_png, layered_positions
 
 PROGRAMS = {
-    "adamw": """
-def adamw(w, g, lr, t, m=0.0, v=0.0, *, beta1=0.9, beta2=0.999, eps=1e-8, wd=0.01):
-    m = interp(g, m, beta1)
-    v = interp(g * g, v, beta2)
-    return lr * (m / (1 - beta1 ** t) / (sqrt(v / (1 - beta2 ** t)) + eps) + wd * w)
-""",
+    "adamw": dsl.to_text(seeds.load("adamw")),
     "quoted": """
 def quoted(w, g, lr, m=0.0, prev=0.0):
     m = where(g > -0.5, interp(g, m, 0.9), norm(g) * 1e-3)
@@ -109,8 +106,7 @@ def test_dot_parses_back_to_the_graph(name):
     assert dashed == {(f"next:{x}", f"slot:{x}") for x in p.slot_names}
 
 
-def test_dot_parses_with_pydot_when_installed():
-    pydot = pytest.importorskip("pydot")
+def test_dot_parses_with_pydot():
     p = dsl.parse(PROGRAMS["quoted"])
     (graph,) = pydot.graph_from_dot_data(dsl.to_dot(p))
     gr = dsl.dataflow_graph(p, with_constants=True)

@@ -13,20 +13,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dsl
+import seeds as seeds_pkg  # `seeds` below is a strategy
 from evolve.mutate import KINDS, MutationWeights, mutate, random_constant, random_program
 from strategies import programs
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KIND_SETTINGS = settings(SETTINGS, max_examples=80)  # one mutation per example
 
-ADAMW = dsl.parse("""
-def adamw(w, g, lr, t, m=0.0, v=0.0):
-    m = interp(g, m, 0.9)
-    v = interp(square(g), v, 0.999)
-    m_hat = m / (1 - 0.9 ** t)
-    v_hat = v / (1 - 0.999 ** t)
-    return lr * (m_hat / (sqrt(v_hat) + 1e-8) + 0.01 * w)
-""")
+ADAMW = seeds_pkg.load("adamw")  # the search's default warm start
 LION = dsl.parse("def lion(w, g, lr, m=0.0, *, beta1=0.9, beta2=0.99, wd=0.0):\n"
                  "    u = sign(interp(g, m, beta1))\n"
                  "    m = interp(g, m, beta2)\n"

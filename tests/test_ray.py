@@ -54,7 +54,10 @@ def test_slow_candidate_is_scored_as_timeout_alone(ray_session, tmp_path):
     assert got[1].status == "timeout" and "ran past" in got[1].reason
 
 
+@pytest.mark.slow
 def test_search_on_ray_with_two_workers(ray_session, tmp_path):
+    """An end-to-end search on Ray (`make test-all`). In the default suite, searches run end to
+    end in-process (tests/test_search.py) and two actors share jobs in the tests above."""
     cfg = SearchConfig(population=8, tournament=3, max_evals=40, batch_size=2, workers=2,
                        out=str(tmp_path / "run"), heldout_top=0, progress=False)
     res = Search.start(cfg, RayExecutor(_toy_factory, workers=2)).run()
@@ -64,8 +67,11 @@ def test_search_on_ray_with_two_workers(ray_session, tmp_path):
     assert len(workers) == 2   # both actors did work
 
 
+@pytest.mark.slow
 def test_node_loss_mid_search(tmp_path):
-    """A real multi-node local cluster; a worker node is removed mid-search; the search finishes."""
+    """A real multi-node local cluster; a worker node is removed mid-search; the search finishes.
+    (40 s on 2 loaded cores, up to its 400 s limit; `make test-all`. In the default suite a lost
+    worker is covered by test_actor_that_dies_is_replaced_and_its_jobs_rerun.)"""
     script = HERE / "node_loss_script.py"
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, str(script), str(out)], capture_output=True, text=True,

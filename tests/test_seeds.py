@@ -20,14 +20,8 @@ import seeds
 
 torch.set_num_threads(1)
 
-try:  # test extras; only the comparisons with them need them
-    import pytorch_optimizer
-except ImportError:  # pragma: no cover
-    pytorch_optimizer = None
-try:
-    import lion_pytorch
-except ImportError:  # pragma: no cover
-    lion_pytorch = None
+import lion_pytorch  # the test extra (pyproject.toml): a missing install fails, never skips
+import pytorch_optimizer
 
 STEPS = 120
 RTOL, ATOL = 1e-10, 1e-12
@@ -77,7 +71,7 @@ def _replay(name: str, make_reference, lr: float, steps: int = STEPS, **hparams)
 # ---------------------------------------------------------------- references (their defaults)
 
 O = torch.optim
-PO = pytorch_optimizer  # None when missing: the factories below run only after _needs()
+PO = pytorch_optimizer
 
 # name -> (reference factory taking (params, lr), lr used on both sides)
 REFERENCES = {
@@ -98,16 +92,8 @@ REFERENCES = {
 }
 
 
-def _needs(name: str) -> None:
-    if name in ("signsgd", "signum", "adan", "adabelief") and pytorch_optimizer is None:
-        pytest.skip("pytorch_optimizer is not installed")
-    if name == "lion" and lion_pytorch is None:
-        pytest.skip("lion-pytorch is not installed")
-
-
 @pytest.mark.parametrize("name", sorted(REFERENCES))
 def test_seed_matches_reference_defaults(name):
-    _needs(name)
     make_reference, lr = REFERENCES[name]
     _replay(name, make_reference, lr)
 
@@ -136,7 +122,6 @@ NON_DEFAULT = {
 
 @pytest.mark.parametrize("name", sorted(NON_DEFAULT))
 def test_seed_matches_reference_non_default(name):
-    _needs(name)
     make_reference, lr, hparams = NON_DEFAULT[name]
     _replay(name, make_reference, lr, **hparams)
 
@@ -144,7 +129,6 @@ def test_seed_matches_reference_non_default(name):
 def test_lr_schedule_is_followed():
     """lr enters every step: a scheduler on both sides keeps them in lockstep (Rprop reads lr once)."""
     for name in ("adam", "lion", "rprop"):
-        _needs(name)
         make_reference, lr = REFERENCES[name]
         ours, theirs = _model(), _model()
         a = dsl.ProgramOptimizer(ours.parameters(), seeds.load(name), lr=lr)
@@ -343,8 +327,6 @@ def test_hyperparameter_defaults_are_reference_defaults():
     """Spot-check the defaults stated in the headers against the reference constructors."""
     import inspect
 
-    _needs("lion")
-    _needs("adan")
     def default(cls, arg):
         return inspect.signature(cls.__init__).parameters[arg].default
 

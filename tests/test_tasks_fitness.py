@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import dsl
+import seeds
 import tasks
 import tasks.baselines as baseline_mod
 from tasks import WORST_SCORE, EvalConfig
@@ -159,7 +160,6 @@ def test_baseline_disk_cache(tmp_path, monkeypatch):
 
 
 def test_seed_adamw_with_named_hyperparameters_scores_zero():
-    seeds = pytest.importorskip("seeds")
     (r,) = tasks.evaluate([seeds.load("adamw")], ["logreg_digits"], FAST)
     assert r.aggregate == 0.0  # same arithmetic as the reference, bit for bit
 

@@ -41,7 +41,6 @@ def test_replay_against_reference_with_plot(program_files, tmp_path):
 
 
 def test_replay_lion_matches_lion_pytorch(program_files):
-    pytest.importorskip("lion_pytorch")
     out = io.StringIO()
     rc = run_replay([program_files[1]], "quadratic", reference="lion_pytorch.Lion", steps=40, lr=1e-2,
                     plot=None, out=out)
