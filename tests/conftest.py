@@ -20,10 +20,11 @@ def ray_session():
     """One embedded local Ray for every test that needs it (starting Ray takes seconds)."""
     import ray
 
+    from evolve.ray_executor import init_ray
+
     here = os.path.dirname(os.path.abspath(__file__))
-    # workers import test helpers (toy_fitness) by name; address="local": a Ray of its own even
-    # when another cluster runs on the machine (ray.init would join it and refuse num_cpus)
-    ray.init(address="local", num_cpus=2, include_dashboard=False,
-             runtime_env={"env_vars": {"PYTHONPATH": here}})
+    # workers import test helpers (toy_fitness) by name; the project's packages are shipped as in
+    # a real search; init_ray starts a Ray of its own even when another cluster runs on the machine
+    init_ray(num_cpus=2, runtime_env={"env_vars": {"PYTHONPATH": here}})
     yield ray
     ray.shutdown()
