@@ -3,10 +3,10 @@
 `TaskEvaluator` is a small picklable value; calling it (inside a Ray actor, or in-process)
 builds the evaluation function once, so task data stays cached in that process. It carries the
 tuned AdamW baselines as values (`evolve.baseline_job` computes them once per run), so a worker
-on another machine needs no file from the driver and never tunes: a baseline it lacks is an
-error, raised when the worker starts if a shipped one does not match its device, dtype, task
-size or torch version. A batch of jobs is trained side by side stage by stage: all jobs on stage 1; those
-whose stage-1 score reaches their threshold go on to the tasks stage 2 adds, and so on.
+on another machine needs no file from the driver and never tunes: a baseline it lacks raises
+`tasks.baselines.MissingBaseline`. A batch of jobs is trained side by side stage by stage: all
+jobs on stage 1; those whose stage-1 score reaches their threshold go on to the tasks stage 2
+adds, and so on.
 A stage's score is the mean of ``log(loss_AdamW / loss_program)`` over the stage's tasks.
 """
 from __future__ import annotations
@@ -42,8 +42,8 @@ def heldout_stage(config: SearchConfig) -> tuple[str, ...]:
 
 def resolve_device(name: str) -> str:
     """``"auto"``: cuda when this process has a GPU. Inside a Ray actor, only a GPU Ray assigned
-    to it counts (Ray >= 2.5x leaves CUDA_VISIBLE_DEVICES alone for actors with ``num_gpus=0``,
-    so such an actor on a GPU node sees every GPU there and must use the cpu)."""
+    to it counts: Ray (2.60, ray-project/ray#54868) no longer empties CUDA_VISIBLE_DEVICES for
+    actors with ``num_gpus=0``, so such an actor on a GPU node sees every GPU and must use the cpu."""
     if name != "auto":
         return name
     import torch
