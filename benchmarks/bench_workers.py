@@ -35,8 +35,8 @@ def candidates(n: int, seed: int = 0) -> list[str]:
     return out
 
 
-def throughput(workers: int, texts: list[str], batch: int, stage: tuple[str, ...]) -> float:
-    ex = RayExecutor(TaskEvaluator((stage,), baseline_cache=baseline_cache_path()), workers)
+def throughput(workers: int, texts: list[str], batch: int, evaluator: TaskEvaluator) -> float:
+    ex = RayExecutor(evaluator, workers)
     try:
         warm = [Job(-1 - i, texts[i], ()) for i in range(workers)]
         for j in warm:
@@ -66,14 +66,15 @@ def main() -> None:
 
     stage = tuple(STAGES["stage1"])
     cfg = EvalConfig()
-    for name in stage:  # tune baselines once, before the clock starts
-        cfg.baseline(cfg.task(name), cache_path=baseline_cache_path())
+    # tune baselines once, before the clock starts; the workers get them as values
+    bases = tuple(cfg.baseline(cfg.task(name), cache_path=baseline_cache_path()) for name in stage)
+    evaluator = TaskEvaluator((stage,), device="cpu", baselines=bases)
     texts = candidates(a.candidates)
     init_ray(num_cpus=os.cpu_count())
     print(f"# Ray evaluation throughput, stage1 {stage}, {a.candidates} candidates, batches of {a.batch}, "
           f"{os.cpu_count()} CPUs")
-    r1 = throughput(1, texts, a.batch, stage)
-    r2 = throughput(2, texts, a.batch, stage)
+    r1 = throughput(1, texts, a.batch, evaluator)
+    r2 = throughput(2, texts, a.batch, evaluator)
     print(f"1 worker : {r1:.2f} evals/s")
     print(f"2 workers: {r2:.2f} evals/s")
     print(f"ratio    : {r2 / r1:.2f}x")

@@ -10,6 +10,7 @@ measure Ray's overhead per evaluation.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import cProfile
 import pstats
 import tempfile
@@ -17,7 +18,7 @@ import time
 
 from evolve.config import SearchConfig
 from evolve.executor import LocalExecutor
-from evolve.launch import _same_rule, baseline_cache_path, prepare_baselines
+from evolve.launch import _same_rule, prepare_baselines
 from evolve.search import Search
 from evolve.worker import TaskEvaluator
 
@@ -41,10 +42,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--evals", type=int, default=60)
     a = ap.parse_args()
-    prepare_baselines(config("unused", a.evals))
+    evaluator = TaskEvaluator.from_config(config("unused", a.evals), device="cpu")
+    evaluator = dataclasses.replace(evaluator, baselines=prepare_baselines(config("unused", a.evals), evaluator))
     with tempfile.TemporaryDirectory() as tmp:
-        search = Search.start(config(f"{tmp}/local", a.evals),
-                              LocalExecutor(TaskEvaluator.from_config(config("x", 1), baseline_cache_path())()),
+        search = Search.start(config(f"{tmp}/local", a.evals), LocalExecutor(evaluator()),
                               same_rule=_same_rule())
         prof = cProfile.Profile()
         t0 = time.perf_counter()
@@ -70,7 +71,7 @@ def main() -> None:
 
         init_ray(num_cpus=2)
         cfg = config(f"{tmp}/ray", a.evals)
-        ex = RayExecutor(TaskEvaluator.from_config(cfg, baseline_cache_path()), 1)
+        ex = RayExecutor(evaluator, 1)
         t0 = time.perf_counter()
         ray_search = Search.start(cfg, ex, same_rule=_same_rule())
         ray_search.run()

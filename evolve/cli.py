@@ -56,8 +56,12 @@ def _search_flags(p: argparse.ArgumentParser, resume: bool = False) -> None:
     p.add_argument("--funnel-margin", type=float, help="stage k+1 needs the parent's stage-k score minus this")
     p.add_argument("--funnel-floor", type=float, help="... and at least this stage-k score (0: tuned AdamW's)")
     p.add_argument("--restart-after", type=int)
-    p.add_argument("--gpus-per-worker", type=float)
-    p.add_argument("--device", help="'auto' (default), 'cpu' or 'cuda'")
+    p.add_argument("--gpus-per-worker", type=float,
+                   help="GPUs per Ray worker when the cluster has GPUs (default 0: auto, 4 workers share each "
+                        "GPU so one's Python overlaps the others' kernels; --device cpu: no GPUs)")
+    p.add_argument("--device", help="'auto' (default: cuda when workers get a GPU share), 'cpu' or 'cuda'")
+    p.add_argument("--task-size", type=int, help="size factor of every proxy task (default 1; larger for GPUs)")
+    p.add_argument("--dtype", help="float32 (default), bfloat16 or float64: parameters, data, optimizer state")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
 
 
@@ -70,6 +74,7 @@ def _cmd_search(a: argparse.Namespace) -> int:
         max_evals=a.max_evals, time_limit=a.time_limit, workers=a.workers, address=a.address,
         batch_size=a.batch_size, stages=a.stages, lr_multipliers=a.lr_multipliers,
         restart_after=a.restart_after, funnel_margin=a.funnel_margin, funnel_floor=a.funnel_floor, gpus_per_worker=a.gpus_per_worker, device=a.device,
+        task_size=a.task_size, dtype=a.dtype,
         heldout=a.heldout, heldout_top=a.heldout_top, repeats=a.repeats, heldout_repeats=a.heldout_repeats,
         heldout_timeout=a.heldout_timeout, worker_start_timeout=a.worker_start_timeout, progress=a.progress)
     if a.tasks_modules:   # resolved here, so a resume from another directory finds them

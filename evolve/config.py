@@ -7,7 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-__all__ = ["SearchConfig", "load_config"]
+__all__ = ["SearchConfig", "load_config", "DTYPES"]
+
+DTYPES = ("float32", "bfloat16", "float64")
+"""Torch dtype names a search may train in (every built-in task runs in them; float16 is left
+out: without loss scaling its small gradients underflow)."""
 
 
 @dataclass(frozen=True)
@@ -44,9 +48,12 @@ class SearchConfig:
     workers: int = 0                # 0 = one per CPU (or per GPU share)
     address: Optional[str] = None   # None = embedded local Ray; "auto", "ray://host:port"
     batch_size: int = 4             # candidates per worker call (the batched evaluator trains them side by side)
-    gpus_per_worker: float = 0.0    # fractional GPUs per actor when GPUs exist
     candidate_timeout: float = 120.0  # seconds per candidate before it is scored as failed
-    device: str = "auto"            # "auto" = cuda when the worker has a GPU
+    # devices (GPU share, device, task size and dtype: see evolve.launch.make_executor)
+    gpus_per_worker: float = 0.0    # GPUs per actor when the cluster has GPUs; 0 = auto (a 1/GPU_WORKERS_PER_GPU share)
+    device: str = "auto"            # "auto" = cuda when the worker has a GPU share, else cpu; "cpu" = no GPUs
+    task_size: int = 1              # every task's size factor (larger proxies for GPU workers)
+    dtype: str = "float32"          # parameters, data and optimizer state: float32, bfloat16 or float64
     tasks_modules: tuple[str, ...] = ()  # user task modules (.py files, packages, dotted names): shipped, imported everywhere
     worker_start_timeout: float = 60.0   # seconds for the first worker to start before the search stops with the cause
     # bookkeeping
@@ -64,6 +71,13 @@ class SearchConfig:
             raise ValueError("batch_size must be >= 1")
         if self.repeats < 1 or self.heldout_repeats < 1:
             raise ValueError("repeats and heldout_repeats must be >= 1")
+        if self.task_size < 1:
+            raise ValueError(f"task_size must be >= 1, got {self.task_size}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype {self.dtype!r}: expected one of {', '.join(DTYPES)}")
+        g = self.gpus_per_worker
+        if g < 0 or (g > 1 and g != int(g)):
+            raise ValueError(f"gpus_per_worker {g}: expected 0 (auto), a share in (0, 1] or a whole number")
 
     def replace(self, **changes: Any) -> "SearchConfig":
         changes = {k: v for k, v in changes.items() if v is not None}

@@ -3,14 +3,18 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
-from typing import Optional, TextIO
+from typing import TYPE_CHECKING, Optional, TextIO
 
 from .config import SearchConfig
 from .executor import Executor, LocalExecutor
 from .search import Search, SearchResult
 from .shipping import TaskModule, load_task_module
-from .worker import TaskEvaluator, default_stages, heldout_stage
+from .worker import TaskEvaluator, default_stages, heldout_stage, resolve_device
+
+if TYPE_CHECKING:
+    from tasks import Baseline
 
 __all__ = ["make_executor", "run_search", "resume_search", "baseline_cache_path", "report", "load_tasks"]
 
@@ -23,18 +27,26 @@ def baseline_cache_path() -> str:
     return str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "optsearch" / "baselines.json")
 
 
-def prepare_baselines(config: SearchConfig, out: TextIO = sys.stderr) -> None:
-    """Tune AdamW once per task before workers start (cached on disk), so workers only read it."""
-    from tasks import EvalConfig
+def prepare_baselines(config: SearchConfig, evaluator: TaskEvaluator, num_gpus: float = 0.0,
+                      out: TextIO = sys.stderr) -> tuple["Baseline", ...]:
+    """Tune AdamW once per (task, seed) the run evaluates, on the workers' device type: here for
+    cpu workers (or the local executor), else in one Ray task with a worker's GPU share. The
+    driver's file (`baseline_cache_path`) keeps them between runs; workers get them as values."""
+    from tasks.baselines import read_cache, write_cache
 
-    names = sorted({t for stage in (config.stages or default_stages()) for t in stage} | set(heldout_stage(config)))
-    cfg = EvalConfig(device="cpu")
+    from .baseline_job import compute, compute_remote, needed
+
+    pairs = needed(config, evaluator.seed)
     path = baseline_cache_path()
-    for name in names:
-        task = cfg.task(name)
-        print(f"  baseline: {name} ...", end="", file=out, flush=True)
-        b = cfg.baseline(task, cache_path=path)
-        print(f" AdamW lr={b.lr:.3g} loss={b.loss:.4g}", file=out, flush=True)
+    known = read_cache(path)
+    if num_gpus > 0:
+        print(f"  baselines: {len(pairs)} (task, seed) pairs on one {evaluator.device} worker ...",
+              file=out, flush=True)
+        got = compute_remote(evaluator, pairs, known, num_cpus=1, num_gpus=num_gpus)
+    else:
+        got = compute(evaluator, pairs, known, out=out)
+    write_cache(path, [b for b in got if b.key not in known])
+    return got
 
 
 def load_tasks(config: SearchConfig) -> tuple[TaskModule, ...]:
@@ -55,21 +67,23 @@ def load_tasks(config: SearchConfig) -> tuple[TaskModule, ...]:
 def make_executor(config: SearchConfig, local: bool = False, modules: tuple[TaskModule, ...] = ()) -> Executor:
     """In-process (``local``) or Ray actors: embedded local Ray, or the cluster at ``config.address``
     (the project's packages and ``modules`` are shipped to the workers, see `evolve.shipping`)."""
-    evaluator = TaskEvaluator.from_config(config, baseline_cache=baseline_cache_path(),
-                                          modules=tuple(m.name for m in modules))
     if local:
+        evaluator = TaskEvaluator.from_config(config, device=resolve_device(config.device),
+                                              modules=tuple(m.name for m in modules))
+        evaluator = replace(evaluator, baselines=prepare_baselines(config, evaluator))
         return LocalExecutor(evaluator())
     import ray
 
+    from .placement import gpu_share, worker_count, worker_device
     from .ray_executor import RayExecutor, init_ray
 
     init_ray(config.address, num_cpus=None if config.address else (os.cpu_count() or 1), task_modules=modules)
     resources = ray.cluster_resources()
-    gpus = resources.get("GPU", 0.0)
-    num_gpus = config.gpus_per_worker if gpus else 0.0
-    workers = config.workers
-    if workers <= 0:
-        workers = int(gpus / num_gpus) if num_gpus else int(resources.get("CPU", 1))
+    num_gpus = gpu_share(config, resources.get("GPU", 0.0))
+    evaluator = TaskEvaluator.from_config(config, device=worker_device(config, num_gpus),
+                                          modules=tuple(m.name for m in modules))
+    evaluator = replace(evaluator, baselines=prepare_baselines(config, evaluator, num_gpus))
+    workers = worker_count(config, resources, num_gpus)
     return RayExecutor(evaluator, max(1, workers), num_cpus=1, num_gpus=num_gpus,
                        candidate_timeout=config.candidate_timeout, start_timeout=config.worker_start_timeout)
 
@@ -81,7 +95,6 @@ def run_search(config: SearchConfig, local: bool = False, overwrite: bool = Fals
     print(f"search: {limit}{config.max_evals} evaluations, population {config.population}, "
           f"seeds {','.join(config.seeds)} -> {config.out}", file=sys.stderr)
     modules = load_tasks(config)
-    prepare_baselines(config)
     executor = make_executor(config, local, modules)
     try:
         result = Search.start(config, executor, overwrite=overwrite, same_rule=_same_rule()).run()
@@ -97,7 +110,6 @@ def resume_search(path: str, local: bool = False, out: Optional[TextIO] = None, 
     config = SearchConfig.from_dict(RunDir(path).config())
     config = config.replace(**overrides)
     modules = load_tasks(config)
-    prepare_baselines(config)
     executor = make_executor(config, local, modules)
     try:
         result = Search.resume(path, executor, **{k: v for k, v in overrides.items() if v is not None}).run()

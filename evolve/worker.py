@@ -1,16 +1,20 @@
 """What a worker runs: programs through the funnel of task stages, on the batched evaluator.
 
 `TaskEvaluator` is a small picklable value; calling it (inside a Ray actor, or in-process)
-builds the evaluation function once, so task data and tuned AdamW baselines stay cached in that
-process. A batch of jobs is trained side by side stage by stage: all jobs on stage 1; those
-whose stage-1 score reaches their threshold go on to the tasks stage 2 adds, and so on.
+builds the evaluation function once, so task data stays cached in that process. It carries the
+tuned AdamW baselines as values (`evolve.baseline_job` computes them once per run), so a worker
+on another machine needs no file from the driver and never tunes: a baseline it lacks raises
+`tasks.baselines.MissingBaseline`. A batch of jobs is trained side by side stage by stage: all
+jobs on stage 1; those whose stage-1 score reaches their threshold go on to the tasks stage 2
+adds, and so on.
 A stage's score is the mean of ``log(loss_AdamW / loss_program)`` over the stage's tasks.
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from dsl import ParseError, parse
 
@@ -18,7 +22,10 @@ from .candidate import WORST, Fitness, Job
 from .config import SearchConfig
 from .executor import EvaluateFn
 
-__all__ = ["TaskEvaluator", "default_stages", "heldout_stage"]
+if TYPE_CHECKING:
+    from tasks import Baseline, EvalConfig
+
+__all__ = ["TaskEvaluator", "default_stages", "heldout_stage", "resolve_device"]
 
 
 def default_stages() -> tuple[tuple[str, ...], ...]:
@@ -33,12 +40,20 @@ def heldout_stage(config: SearchConfig) -> tuple[str, ...]:
     return tuple(config.heldout) if config.heldout else tuple(STAGES["heldout"])
 
 
-def _device(name: str) -> str:
+def resolve_device(name: str) -> str:
+    """``"auto"``: cuda when this process has a GPU. Inside a Ray actor, only a GPU Ray assigned
+    to it counts: Ray (2.60, ray-project/ray#54868) no longer empties CUDA_VISIBLE_DEVICES for
+    actors with ``num_gpus=0``, so such an actor on a GPU node sees every GPU and must use the cpu."""
     if name != "auto":
         return name
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        return "cpu"
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None:
+        return "cuda" if ray.get_gpu_ids() else "cpu"
+    return "cuda"
 
 
 @dataclass(frozen=True)
@@ -49,31 +64,56 @@ class TaskEvaluator:
     lr_multipliers: tuple[float, ...] = ()
     device: str = "auto"
     seed: int = 0
-    baseline_cache: Optional[str] = None   # JSON file of tuned AdamW baselines, shared by workers
+    baselines: Optional[tuple["Baseline", ...]] = None  # shipped tuned AdamW; None: tune in this process
     repeats: int = 1                       # seeds per task (a job's ``repeats`` overrides)
+    task_size: int = 1                     # every task factory's ``size``
+    dtype: str = "float32"                 # torch dtype name of parameters, data and optimizer state
     modules: tuple[str, ...] = ()          # user task modules to import first (they register tasks)
 
     @classmethod
-    def from_config(cls, config: SearchConfig, baseline_cache: Optional[str] = None,
-                    modules: tuple[str, ...] = ()) -> "TaskEvaluator":
-        return cls(config.stages or default_stages(), tuple(config.lr_multipliers), config.device,
-                   0, baseline_cache, config.repeats, tuple(modules))
+    def from_config(cls, config: SearchConfig, baselines: Optional[tuple["Baseline", ...]] = None,
+                    device: Optional[str] = None, modules: tuple[str, ...] = ()) -> "TaskEvaluator":
+        """``device``: the workers' device when the caller resolved it (default ``config.device``)."""
+        return cls(stages=config.stages or default_stages(), lr_multipliers=tuple(config.lr_multipliers),
+                   device=device or config.device, seed=0, baselines=None if baselines is None else tuple(baselines),
+                   repeats=config.repeats, task_size=config.task_size, dtype=config.dtype,
+                   modules=tuple(modules))
+
+    def eval_config(self, repeats: Optional[int] = None) -> "EvalConfig":
+        """How this evaluator trains (device resolved in the calling process)."""
+        from tasks import EvalConfig
+
+        kw = {"lr_multipliers": tuple(self.lr_multipliers)} if self.lr_multipliers else {}
+        return EvalConfig(seed=self.seed, repeats=repeats or self.repeats, size=self.task_size,
+                          device=resolve_device(self.device), dtype=self.dtype, **kw)
+
+    def known_baselines(self) -> Optional[dict[str, "Baseline"]]:
+        """The shipped baselines by key (None: none shipped, tune in-process)."""
+        return None if self.baselines is None else {b.key: b for b in self.baselines}
+
+    def check_baselines(self, cfg: "EvalConfig", known: dict[str, "Baseline"]) -> None:
+        """Raise `MissingBaseline` unless the shipped baselines of the stages' tasks are keyed as
+        this process keys them (same task build, device type, dtype, torch version): a mismatch
+        fails the worker at start, not every candidate later. (Held-out tasks, used once at the
+        end, are not built here: that would add ~1 s to each worker's start.)"""
+        names = {t for stage in self.stages for t in stage}
+        for b in self.baselines or ():
+            if b.task in names:
+                cfg.baseline(cfg.task(b.task), seed=b.seed, baselines=known)
 
     def __call__(self) -> EvaluateFn:
         from dataclasses import replace
 
-        from tasks import EvalConfig, evaluate
+        from tasks import evaluate
 
         from .shipping import import_task_modules
 
         import_task_modules(self.modules)
-
-        kw = {"device": _device(self.device), "seed": self.seed}
-        if self.lr_multipliers:
-            kw["lr_multipliers"] = tuple(self.lr_multipliers)
-        cfg = EvalConfig(repeats=self.repeats, **kw)
+        cfg = self.eval_config()
         stages = self.stages
-        cache = self.baseline_cache
+        known = self.known_baselines()
+        if known is not None:
+            self.check_baselines(cfg, known)
 
         def run(jobs: list[Job]) -> list[Fitness]:
             t0 = time.perf_counter()
@@ -99,7 +139,7 @@ class TaskEvaluator:
                     if not todo:
                         continue
                     c = cfg if repeats == cfg.repeats else replace(cfg, repeats=repeats)
-                    for i, r in zip(ids, evaluate([programs[i] for i in ids], list(todo), c, cache_path=cache)):
+                    for i, r in zip(ids, evaluate([programs[i] for i in ids], list(todo), c, baselines=known)):
                         scores[i].update(r.scores)
                         bad = next((tr for tr in r.results if tr.status != "ok"), None)
                         if bad is not None and i not in reasons:

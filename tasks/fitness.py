@@ -4,7 +4,8 @@ For each task, every (program, lr multiplier) pair is one copy; copies are train
 side in batches of at most ``max_batch`` (`tasks.train.train_batched`), from the same initial
 weights and data order. A program's task score is that of its best multiplier; see
 `tasks.results` for the formula. Task data and the tuned AdamW baselines are cached in the
-process, so a worker builds each task once.
+process, so a worker builds each task once; a search worker is instead handed its baselines
+(``baselines``, by key) and never tunes them itself (see `tasks.baselines`).
 
 Learning-rate multipliers: relative to the task's tuned AdamW lr, default ``(0.1, 0.3, 1.0)``.
 1.0 reproduces the baseline (AdamW scores 0); 0.1 and 0.3 cover sign-like updates such as
@@ -15,7 +16,7 @@ from __future__ import annotations
 import inspect
 import time
 from dataclasses import dataclass, field
-from typing import Optional, Sequence, Union
+from typing import Mapping, Optional, Sequence, Union
 
 import torch
 
@@ -77,18 +78,23 @@ class EvalConfig:
     def seeds(self) -> tuple[int, ...]:
         return tuple(range(self.seed, self.seed + self.repeats))
 
-    def baseline(self, task: Task, cache_path: Optional[str] = None, seed: Optional[int] = None) -> Baseline:
+    def baseline(self, task: Task, cache_path: Optional[str] = None, seed: Optional[int] = None,
+                 baselines: Optional[Mapping[str, Baseline]] = None) -> Baseline:
+        """Tuned AdamW on ``task`` at ``seed`` (default: this config's); ``baselines``: see `evaluate`."""
         return baseline(task, seed=self.seed if seed is None else seed, steps=self.steps,
-                        final_evals=self.final_evals, rules=self.rules, path=cache_path)
+                        final_evals=self.final_evals, rules=self.rules, path=cache_path, known=baselines)
 
 
 def evaluate(programs: Sequence[Program], task_names: Union[str, Sequence[str]] = "stage1",
-             config: EvalConfig = EvalConfig(), *, cache_path: Optional[str] = None) -> list[FitnessResult]:
+             config: EvalConfig = EvalConfig(), *, cache_path: Optional[str] = None,
+             baselines: Optional[Mapping[str, Baseline]] = None) -> list[FitnessResult]:
     """Fitness of each program on the tasks (a list of names or a `tasks.STAGES` name).
 
     Returns one `FitnessResult` per program, in order; never raises for a program's failure
     (an unknown task name raises KeyError).
     ``cache_path``: optional JSON file for tuned baselines (see `tasks.baselines`).
+    ``baselines``: tuned baselines by key, the only ones used when given: one missing from it
+    raises `tasks.baselines.MissingBaseline` (it is not tuned here).
     """
     names = resolve(task_names)
     if not programs:
@@ -97,7 +103,7 @@ def evaluate(programs: Sequence[Program], task_names: Union[str, Sequence[str]] 
     per_task = []
     for name in names:
         task = config.task(name)
-        bases = [config.baseline(task, cache_path, seed) for seed in config.seeds]
+        bases = [config.baseline(task, cache_path, seed, baselines) for seed in config.seeds]
         per_task.append(evaluate_task(programs, task, config, bases))
     seconds = time.perf_counter() - t0
     out = []

@@ -108,8 +108,9 @@ class FitnessResult:
 class Baseline:
     """AdamW on a task at its tuned learning rate (the fitness reference).
 
-    key: cache key; lr: the best of the grid; loss: its final validation loss; curve: its
-    validation curve; grid: ``((lr, status, loss), ...)`` over the tuning grid.
+    key: cache key (`tasks.baselines.baseline_key`); lr: the best of the grid; loss: its final
+    validation loss; curve: its validation curve; grid: ``((lr, status, loss), ...)`` over the
+    tuning grid; seed: initial weights and data order it was tuned at (also part of ``key``).
     """
 
     task: str
@@ -119,6 +120,7 @@ class Baseline:
     curve: tuple[tuple[int, float], ...]
     grid: tuple[tuple[float, str, float], ...]
     seconds: float
+    seed: int = 0
 
     def to_dict(self) -> dict:
         return _clean(asdict(self))
@@ -130,4 +132,4 @@ class Baseline:
                    loss=nan if d["loss"] is None else float(d["loss"]),
                    curve=tuple((int(s), nan if v is None else float(v)) for s, v in d["curve"]),
                    grid=tuple((float(a), str(b), nan if c is None else float(c)) for a, b, c in d["grid"]),
-                   seconds=float(d["seconds"]))
+                   seconds=float(d["seconds"]), seed=int(d.get("seed", 0)))

@@ -195,3 +195,27 @@ def test_repeats_fail_if_any_seed_fails():
     assert r.results[0].score == WORST_SCORE and r.results[0].status == "nan"
     with pytest.raises(ValueError, match="repeats"):
         EvalConfig(repeats=0)
+
+
+def test_evaluate_with_given_baselines_uses_only_them(monkeypatch):
+    cfg = EvalConfig(steps=80, repeats=2)
+    task = cfg.task("quadratic")
+    given = {b.key: b for b in (cfg.baseline(task, seed=s) for s in cfg.seeds)}
+    assert [b.seed for b in given.values()] == [0, 1]
+    expect = tasks.evaluate([LION, ADAMW], ["quadratic"], cfg)
+    baseline_mod.clear_memory_cache()
+
+    def no_tuning(*a, **k):
+        raise AssertionError("tuned although baselines were given")
+
+    monkeypatch.setattr(baseline_mod, "_tune", no_tuning)
+    got = tasks.evaluate([LION, ADAMW], ["quadratic"], cfg, baselines=given)
+    assert [_strip(r.to_dict()) for r in got] == [_strip(r.to_dict()) for r in expect]
+    # a baseline not given is an error, even one in this process's memory or file
+    baseline_mod.remember(given.values())
+    with pytest.raises(baseline_mod.MissingBaseline, match="'quadratic' seed 2 .*device cpu, dtype float32"):
+        tasks.evaluate([LION], ["quadratic"], EvalConfig(steps=80, seed=1, repeats=2), baselines=given)
+    b = next(iter(given.values()))
+    assert tasks.Baseline.from_dict(json.loads(json.dumps(b.to_dict()))) == b
+    old = {k: v for k, v in b.to_dict().items() if k != "seed"}  # written before Baseline.seed
+    assert tasks.Baseline.from_dict(old).seed == 0
