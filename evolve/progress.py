@@ -3,16 +3,21 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Callable, Optional, TextIO
 
 __all__ = ["Progress"]
 
 
 class Progress:
-    def __init__(self, total: int, enabled: bool = True, stream: TextIO = sys.stderr, every: float = 10.0):
+    """``clock`` gives the run's time (a simulated executor's virtual seconds); redraws are paced
+    by the wall clock either way."""
+
+    def __init__(self, total: int, enabled: bool = True, stream: TextIO = sys.stderr, every: float = 10.0,
+                 clock: Optional[Callable[[], float]] = None):
         self.total, self.enabled, self.stream, self.every = total, enabled, stream, every
         self.tty = enabled and hasattr(stream, "isatty") and stream.isatty()
-        self.start = time.monotonic()
+        self.clock = clock or time.monotonic
+        self.start = self.clock()
         self.last = 0.0
         self.width = 0
 
@@ -26,7 +31,7 @@ class Progress:
         if not force and self.tty and now - self.last < 0.2:
             return
         self.last = now
-        elapsed = max(now - self.start, 1e-9)
+        elapsed = max(self.clock() - self.start, 1e-9)
         line = (f"evals {done}/{self.total} | {done / elapsed:.2f}/s (trained {trained}) | best {best:+.4f} "
                 f"| cache hits {100 * hit_rate:.0f}% | workers {workers} | {elapsed:.0f}s")
         if self.tty:
