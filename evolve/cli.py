@@ -37,7 +37,7 @@ def _search_flags(p: argparse.ArgumentParser, resume: bool = False) -> None:
     p.add_argument("--out", help="run directory")
     p.add_argument("--seed", type=int)
     p.add_argument("--seeds", type=_csv, help="warm-start programs: 'adamw' (default), 'adamw,lion' or 'all'")
-    p.add_argument("--population", type=int)
+    p.add_argument("--population", type=int, help="members per island (default: 32, more with many workers)")
     p.add_argument("--tournament", type=int)
     p.add_argument("--batch-size", type=int, help="candidates trained side by side per worker call")
     p.add_argument("--stages", type=_stages, help="funnel of task sets, e.g. 'quadratic,logreg_digits;mlp_digits'")
@@ -52,6 +52,10 @@ def _search_flags(p: argparse.ArgumentParser, resume: bool = False) -> None:
     p.add_argument("--gpus-per-worker", type=float)
     p.add_argument("--device", help="'auto' (default), 'cpu' or 'cuda'")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--islands", type=int, help="populations sharing the workers (default 0: one per 16 workers)")
+    p.add_argument("--migration-every", type=int,
+                   help="results between ring migrations of each island's best (default 0: islands x population)")
+    p.add_argument("--cache-size", type=int, help="fitness cache entries kept (LRU; default 100000)")
 
 
 def _cmd_search(a: argparse.Namespace) -> int:
@@ -64,7 +68,7 @@ def _cmd_search(a: argparse.Namespace) -> int:
         batch_size=a.batch_size, stages=a.stages, lr_multipliers=a.lr_multipliers,
         restart_after=a.restart_after, funnel_margin=a.funnel_margin, funnel_floor=a.funnel_floor, gpus_per_worker=a.gpus_per_worker, device=a.device,
         heldout=a.heldout, heldout_top=a.heldout_top, repeats=a.repeats, heldout_repeats=a.heldout_repeats,
-        progress=a.progress)
+        progress=a.progress, islands=a.islands, migration_every=a.migration_every, cache_size=a.cache_size)
     run_search(cfg, local=a.local, overwrite=a.overwrite)
     return 0
 
