@@ -1,7 +1,8 @@
 """The real search loop on a simulated cluster: are W workers kept busy, and do islands help?
 
 `evolve.simulate.SimulatedExecutor`: W virtual workers, each evaluation lognormal around 1 s
-(sigma 0.5, seeded); the driver's measured real compute time is charged to the virtual clock.
+(sigma 0.5, seeded); the driver's measured compute time (its CPU time) is charged to the virtual
+clock.
 Fitness: cosine similarity of a program's updates with Lion's on fixed inputs (AdamW, the
 seed, scores 0.69; 1.0 is the optimum). For each W, one island vs the automatic layout
 (``islands = ceil(W / 16)``, at least 4), the same number of candidates (``--per-worker`` x W).
@@ -53,7 +54,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     print("| W | islands | population/island | candidates | trained | virtual time | busy | candidates/s (virtual) "
-          "| driver ms/candidate (real) | best @25% | @50% | @100% | migrations |")
+          "| driver CPU ms/candidate | best @25% | @50% | @100% | migrations |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for w in (int(x) for x in a.workers.split(",")):

@@ -4,7 +4,8 @@
 for the sum of its jobs' durations, each drawn from a lognormal around ``seconds`` (seeded);
 ``wait`` advances the virtual clock to the next completion. The driver's own real compute time
 (everything the search does between two executor calls: propose, mutate, fingerprint, cache,
-hall of fame, log, checkpoints) is charged to the virtual clock, so a driver too slow for W
+hall of fame, log, checkpoints; by default its CPU time, so that other programs on a shared
+machine do not count) is charged to the virtual clock, so a driver too slow for W
 workers shows as idle workers, as it would on a cluster. The evaluation itself (``fitness``,
 computed at submit time) is the workers' time and is not charged.
 
@@ -112,9 +113,15 @@ class SimulatedExecutor:
     time charged), ``busy_fraction()`` = busy / (workers x virtual time so far)."""
 
     def __init__(self, workers: int, fitness: Callable[[Job], Fitness], seconds: float = 1.0,
-                 sigma: float = 0.5, seed: int = 0, charge_driver: bool = True):
+                 sigma: float = 0.5, seed: int = 0, charge_driver: bool = True, driver_clock: str = "cpu"):
         if workers < 1 or seconds <= 0 or sigma < 0:
             raise ValueError("need workers >= 1, seconds > 0 and sigma >= 0")
+        if driver_clock not in ("cpu", "wall"):
+            raise ValueError(f"driver_clock must be 'cpu' or 'wall', got {driver_clock!r}")
+        # "cpu": the process's CPU time (all its threads), what the driver computes, unaffected by
+        # other programs sharing the machine; "wall": elapsed time (also counts waiting for the CPU,
+        # for the disk, for the hall of fame's sympy threads).
+        self._timer = time.process_time if driver_clock == "cpu" else time.perf_counter
         self.size = workers
         self.fitness = fitness
         self.seconds, self.sigma = seconds, sigma
@@ -126,17 +133,17 @@ class SimulatedExecutor:
         self.evaluated = 0
         self._running: list[tuple[float, int, list[Job], list[Fitness]]] = []   # heap by finish time
         self._seq = itertools.count()
-        self._mark = time.perf_counter()
+        self._mark = self._timer()
 
     # The driver's real time between two executor calls goes onto the virtual clock.
     def _enter(self) -> None:
         if self.charge_driver:
-            dt = time.perf_counter() - self._mark
+            dt = self._timer() - self._mark
             self.now += dt
             self.driver_seconds += dt
 
     def _leave(self) -> None:
-        self._mark = time.perf_counter()
+        self._mark = self._timer()
 
     def clock(self) -> float:
         self._enter()

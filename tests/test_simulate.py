@@ -33,10 +33,18 @@ def test_virtual_time_advances_to_each_completion():
 
 
 def test_the_driver_time_is_charged_to_the_virtual_clock():
-    ex = SimulatedExecutor(1, target_fitness("signsgd"), seconds=1.0, sigma=0.0)
-    t0 = ex.clock()
-    time.sleep(0.05)                        # the "driver" works between calls
-    assert ex.clock() - t0 >= 0.05 and ex.driver_seconds >= 0.05
+    wall = SimulatedExecutor(1, target_fitness("signsgd"), seconds=1.0, sigma=0.0, driver_clock="wall")
+    t0 = wall.clock()
+    time.sleep(0.05)                        # the "driver" takes time between calls
+    assert wall.clock() - t0 >= 0.05 and wall.driver_seconds >= 0.05
+    cpu = SimulatedExecutor(1, target_fitness("signsgd"), seconds=1.0, sigma=0.0)   # CPU time (default)
+    t0 = cpu.clock()
+    time.sleep(0.05)                        # sleeping is not computing
+    assert cpu.clock() - t0 < 0.03
+    c0 = time.process_time()
+    while time.process_time() - c0 < 0.05:  # computing is
+        sum(range(1000))
+    assert cpu.clock() - t0 >= 0.05
     free = SimulatedExecutor(1, target_fitness("signsgd"), charge_driver=False)
     time.sleep(0.02)
     assert free.clock() == 0.0
