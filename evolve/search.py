@@ -133,13 +133,8 @@ class Search:
         lay = state["evolution"].get("layout")
         s = cls(config, run, executor, same_rule, Layout(**lay) if lay else None)
         s.evolution.load_state_dict(state["evolution"])
-        old = state.get("cache")   # checkpoints from before the LRU held the whole cache
-        if old and "by_hash" in old:
-            for h, f in old["by_hash"].items():
-                s.cache.store(h, h, Fitness.from_dict(f))
-            for fp, f in old["by_fingerprint"].items():
-                s.cache.store(fp, fp, Fitness.from_dict(f))
-        s.cache.load_stats(state.get("cache_stats") or (old or {}).get("stats", {}))
+        # (checkpoints from before the LRU held the whole cache under "cache": the log has it too)
+        s.cache.load_stats(state.get("cache_stats") or state.get("cache", {}).get("stats", {}))
         for entry in run.tail(config.cache_size, state["log_bytes"]):
             s._remember(entry)
         for entry in run.truncate_log(state["log_bytes"]):
