@@ -7,6 +7,7 @@ inputs and hashes its rounded updates: programs that compute the same thing (``2
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Optional
 
@@ -73,23 +74,37 @@ class CacheStats:
 
 
 class FitnessCache:
-    """hash -> fitness and fingerprint -> fitness."""
+    """hash -> (fitness, fingerprint) and fingerprint -> fitness, each a least-recently-used
+    map of at most ``size`` entries (AutoML-Zero keeps 100,000), so a long run's memory and
+    checkpoint stay bounded; the full record is the run log, from which `Search.resume`
+    refills the cache."""
 
-    def __init__(self) -> None:
-        self.by_hash: dict[str, Fitness] = {}
-        self.by_fingerprint: dict[str, Fitness] = {}
+    def __init__(self, size: int = 100_000) -> None:
+        if size < 1:
+            raise ValueError(f"cache size must be >= 1, got {size}")
+        self.size = size
+        self.by_hash: OrderedDict[str, tuple[Fitness, str]] = OrderedDict()
+        self.by_fingerprint: OrderedDict[str, Fitness] = OrderedDict()
         self.stats = CacheStats()
+
+    def fingerprint_of(self, program_hash: str) -> Optional[str]:
+        """The fingerprint stored with a known program (saves recomputing it); no stats counted."""
+        hit = self.by_hash.get(program_hash)
+        return hit[1] if hit is not None else None
 
     def lookup(self, program_hash: str, fp: str) -> Optional[tuple[Fitness, str]]:
         """``(fitness, "hash" | "function")`` for a known program, else None."""
         self.stats.lookups += 1
-        if program_hash in self.by_hash:
+        hit = self.by_hash.get(program_hash)
+        if hit is not None:
             self.stats.structural_hits += 1
-            return self.by_hash[program_hash], "hash"
-        if fp in self.by_fingerprint:
+            self.by_hash.move_to_end(program_hash)
+            return hit[0], "hash"
+        f = self.by_fingerprint.get(fp)
+        if f is not None:
             self.stats.functional_hits += 1
-            f = self.by_fingerprint[fp]
-            self.by_hash[program_hash] = f
+            self.by_fingerprint.move_to_end(fp)
+            self._put_hash(program_hash, f, fp)
             return f, "function"
         return None
 
@@ -97,17 +112,26 @@ class FitnessCache:
         # Timeouts, lost workers and evaluator crashes are not properties of the program.
         if fitness.status in TRANSIENT:
             return
-        self.by_hash[program_hash] = fitness
-        self.by_fingerprint.setdefault(fp, fitness)
+        self._put_hash(program_hash, fitness, fp)
+        if fp in self.by_fingerprint:
+            self.by_fingerprint.move_to_end(fp)   # first result per behaviour wins, as before
+        else:
+            self.by_fingerprint[fp] = fitness
+            if len(self.by_fingerprint) > self.size:
+                self.by_fingerprint.popitem(last=False)
 
-    def state_dict(self) -> dict:
-        return {"by_hash": {k: v.to_dict() for k, v in self.by_hash.items()},
-                "by_fingerprint": {k: v.to_dict() for k, v in self.by_fingerprint.items()},
-                "stats": self.stats.to_dict()}
+    def _put_hash(self, program_hash: str, fitness: Fitness, fp: str) -> None:
+        self.by_hash[program_hash] = (fitness, fp)
+        self.by_hash.move_to_end(program_hash)
+        if len(self.by_hash) > self.size:
+            self.by_hash.popitem(last=False)
 
-    def load_state_dict(self, d: dict) -> None:
-        self.by_hash = {k: Fitness.from_dict(v) for k, v in d["by_hash"].items()}
-        self.by_fingerprint = {k: Fitness.from_dict(v) for k, v in d["by_fingerprint"].items()}
-        s = d.get("stats", {})
+    def __len__(self) -> int:
+        return len(self.by_hash)
+
+    def stats_dict(self) -> dict:
+        return self.stats.to_dict()
+
+    def load_stats(self, s: dict) -> None:
         self.stats = CacheStats(s.get("lookups", 0), s.get("structural_hits", 0), s.get("functional_hits", 0),
                                 s.get("inflight_hits", 0))

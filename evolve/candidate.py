@@ -72,15 +72,19 @@ class Candidate:
     parent: Optional[int] = None
     mutation: str = "seed"
     thresholds: tuple[float, ...] = ()   # funnel: minimum stage-k score to go on to stage k+1
+    island: int = 0                      # the population that proposed it (see evolve/islands.py)
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "program": to_text(self.program), "parent": self.parent,
-                "mutation": self.mutation, "thresholds": list(self.thresholds)}
+        d = {"id": self.id, "program": to_text(self.program), "parent": self.parent,
+             "mutation": self.mutation, "thresholds": list(self.thresholds)}
+        if self.island:
+            d["island"] = self.island
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Candidate":
         return cls(d["id"], parse(d["program"]), d.get("parent"), d.get("mutation", "seed"),
-                   tuple(d.get("thresholds", ())))
+                   tuple(d.get("thresholds", ())), d.get("island", 0))
 
 
 @dataclass(frozen=True)

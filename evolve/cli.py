@@ -40,7 +40,7 @@ def _search_flags(p: argparse.ArgumentParser, resume: bool = False) -> None:
     p.add_argument("--out", help="run directory")
     p.add_argument("--seed", type=int)
     p.add_argument("--seeds", type=_csv, help="warm-start programs: 'adamw' (default), 'adamw,lion' or 'all'")
-    p.add_argument("--population", type=int)
+    p.add_argument("--population", type=int, help="members per island (default: 32, more with many workers)")
     p.add_argument("--tournament", type=int)
     p.add_argument("--batch-size", type=int, help="candidates trained side by side per worker call")
     p.add_argument("--stages", type=_stages, help="funnel of task sets, e.g. 'quadratic,logreg_digits;mlp_digits'")
@@ -63,6 +63,10 @@ def _search_flags(p: argparse.ArgumentParser, resume: bool = False) -> None:
     p.add_argument("--task-size", type=int, help="size factor of every proxy task (default 1; larger for GPUs)")
     p.add_argument("--dtype", help="float32 (default), bfloat16 or float64: parameters, data, optimizer state")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--islands", type=int, help="populations sharing the workers (default 0: one per 16 workers)")
+    p.add_argument("--migration-every", type=int,
+                   help="results between ring migrations of each island's best (default 0: islands x population)")
+    p.add_argument("--cache-size", type=int, help="fitness cache entries kept (LRU; default 100000)")
 
 
 def _cmd_search(a: argparse.Namespace) -> int:
@@ -76,7 +80,8 @@ def _cmd_search(a: argparse.Namespace) -> int:
         restart_after=a.restart_after, funnel_margin=a.funnel_margin, funnel_floor=a.funnel_floor, gpus_per_worker=a.gpus_per_worker, device=a.device,
         task_size=a.task_size, dtype=a.dtype,
         heldout=a.heldout, heldout_top=a.heldout_top, repeats=a.repeats, heldout_repeats=a.heldout_repeats,
-        heldout_timeout=a.heldout_timeout, worker_start_timeout=a.worker_start_timeout, progress=a.progress)
+        heldout_timeout=a.heldout_timeout, worker_start_timeout=a.worker_start_timeout, progress=a.progress,
+        islands=a.islands, migration_every=a.migration_every, cache_size=a.cache_size)
     if a.tasks_modules:   # resolved here, so a resume from another directory finds them
         cfg = cfg.replace(tasks_modules=tuple(_resolve_module(m) for m in a.tasks_modules))
     run_search(cfg, local=a.local, overwrite=a.overwrite)

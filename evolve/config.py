@@ -24,7 +24,7 @@ class SearchConfig:
     """
 
     seed: int = 0
-    population: int = 32
+    population: int = 0             # members per island; 0 = auto: 32, more with many workers (islands.Layout)
     tournament: int = 0             # 0 = half the population: strong selection, as most mutants are far worse
     max_evals: int = 400            # candidates processed (cache hits included)
     time_limit: float = 0.0         # seconds; 0 = none
@@ -61,10 +61,20 @@ class SearchConfig:
     checkpoint_every: int = 20      # evaluations between checkpoints
     hall_of_fame: int = 10
     progress: bool = True
+    # scale (issue 9): islands with migration, a bounded cache, checkpoint cadence
+    islands: int = 0                # populations sharing the workers; 0 = auto: one per 16 workers
+    migration_every: int = 0        # results between ring migrations; 0 = islands x population
+    cache_size: int = 100_000       # fitness cache entries (LRU, as AutoML-Zero); log.jsonl keeps every result
+    checkpoint_seconds: float = 10.0  # checkpoints also at least this far apart (one costs ~ms per 100 members)
 
     def __post_init__(self) -> None:
-        if self.population < 2 or not 0 <= self.tournament <= self.population:
-            raise ValueError("need population >= 2 and 0 <= tournament <= population (0: half of it)")
+        if self.population == 1 or self.population < 0 or self.tournament < 0 \
+                or (self.population and self.tournament > self.population):
+            raise ValueError("need population >= 2 (0: auto) and 0 <= tournament <= population (0: half of it)")
+        if self.islands < 0 or self.migration_every < 0:
+            raise ValueError("islands and migration_every must be >= 0 (0: auto)")
+        if self.cache_size < 1 or self.checkpoint_seconds < 0:
+            raise ValueError("need cache_size >= 1 and checkpoint_seconds >= 0")
         if self.max_evals < 1:
             raise ValueError("max_evals must be >= 1")
         if self.batch_size < 1:

@@ -117,6 +117,23 @@ class Evolution:
                 self.restart()
         return ind
 
+    def leader(self) -> Optional[Individual]:
+        """The best current member (what migrates to another island), by the tournament's order."""
+        if not self.population:
+            return None
+        return max(self.population, key=lambda ind: (ind.fitness.rank, -ind.program.length, -ind.id))
+
+    def immigrate(self, ind: Individual) -> None:
+        """A member from another island joins as the youngest; the oldest leaves. Not a report:
+        the counters of evaluations stay, but a migrant better than this island's best becomes
+        its best (restarts go back to it)."""
+        self.population.append(ind)
+        while len(self.population) > self.size:
+            self.population.popleft()
+        if self.best is None or _better(ind, self.best):
+            self.best = ind
+            self.since_best = 0
+
     def restart(self) -> None:
         """Replace the population by copies of the best so far (search restarts from it)."""
         assert self.best is not None

@@ -1,6 +1,7 @@
 """The best distinct programs of a run, and the Pareto front of score vs length vs memory."""
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Callable, Optional
 
 from dsl import to_text
@@ -31,26 +32,38 @@ def _same_scores(a: Individual, b: Individual) -> bool:
 class HallOfFame:
     """Top ``size`` programs, one entry per rule: distinct by functional fingerprint, by
     symbolic equivalence (``same_rule``) and by behaviour (identical scores on every task, as
-    when a mutation only changes a slot's first value or the sign of a positive ``lr``)."""
+    when a mutation only changes a slot's first value or the sign of a positive ``lr``).
 
-    def __init__(self, size: int = 10, same_rule: Optional[Callable] = None):
+    ``same_rule`` (sympy, a thread per call with a time limit) costs milliseconds to seconds, so
+    it runs only for a candidate that would enter the list (it beats the current last entry,
+    or the list is not full), and each decision is remembered by the pair of program hashes
+    (at most ``memo`` pairs): 2,000 candidates took 45 s of checks before, most of them for
+    candidates that could not enter."""
+
+    def __init__(self, size: int = 10, same_rule: Optional[Callable] = None, memo: int = 10_000):
         self.size = size
         self.entries: dict[str, Individual] = {}      # fingerprint -> best individual with it
         self.front: dict[str, Individual] = {}        # fingerprint -> Pareto-optimal individual
         self.same_rule = same_rule
+        self.memo = memo
+        self._same: OrderedDict[tuple[str, str], bool] = OrderedDict()
+        self.checks = 0        # same_rule calls made (memo misses)
 
     def add(self, ind: Individual, fp: str) -> bool:
         """Offer an evaluated individual; True if it entered the top list."""
         if not ind.fitness.ok:
             return False
         self._add_front(ind, fp)
+        key = _key(ind)
         old = self.entries.get(fp)
-        if old is not None and _key(old) >= _key(ind):
+        if old is not None and _key(old) >= key:
             return False
+        if old is None and len(self.entries) >= self.size and key <= min(map(_key, self.entries.values())):
+            return False      # would be the one dropped: no equivalence checks needed
         if old is None:
             for k, other in self.entries.items():
-                if _same_scores(other, ind) or (self.same_rule is not None and self.same_rule(other.program, ind.program)):
-                    if _key(other) >= _key(ind):
+                if _same_scores(other, ind) or self._same_rule(other, ind):
+                    if _key(other) >= key:
                         return False
                     del self.entries[k]
                     break
@@ -59,6 +72,19 @@ class HallOfFame:
             worst = min(self.entries, key=lambda k: _key(self.entries[k]))
             del self.entries[worst]
         return fp in self.entries
+
+    def _same_rule(self, a: Individual, b: Individual) -> bool:
+        if self.same_rule is None:
+            return False
+        ha, hb = a.program.hash, b.program.hash
+        pair = (ha, hb) if ha <= hb else (hb, ha)
+        hit = self._same.get(pair)
+        if hit is None:
+            self.checks += 1
+            hit = self._same[pair] = bool(self.same_rule(a.program, b.program))
+            if len(self._same) > self.memo:
+                self._same.popitem(last=False)
+        return hit
 
     def _add_front(self, ind: Individual, fp: str) -> None:
         old = self.front.get(fp)

@@ -91,13 +91,12 @@ def make_executor(config: SearchConfig, local: bool = False, modules: tuple[Task
 def run_search(config: SearchConfig, local: bool = False, overwrite: bool = False,
                out: Optional[TextIO] = None) -> SearchResult:
     config = config.replace(out=str(Path(config.out).expanduser().resolve()))
-    limit = f"{config.time_limit:.0f}s or " if config.time_limit else ""
-    print(f"search: {limit}{config.max_evals} evaluations, population {config.population}, "
-          f"seeds {','.join(config.seeds)} -> {config.out}", file=sys.stderr)
     modules = load_tasks(config)
     executor = make_executor(config, local, modules)
     try:
-        result = Search.start(config, executor, overwrite=overwrite, same_rule=_same_rule()).run()
+        search = Search.start(config, executor, overwrite=overwrite, same_rule=_same_rule())
+        _announce(search)
+        result = search.run()
     finally:
         executor.close()
     report(result, out)
@@ -112,11 +111,23 @@ def resume_search(path: str, local: bool = False, out: Optional[TextIO] = None, 
     modules = load_tasks(config)
     executor = make_executor(config, local, modules)
     try:
-        result = Search.resume(path, executor, **{k: v for k, v in overrides.items() if v is not None}).run()
+        search = Search.resume(path, executor, same_rule=_same_rule(),
+                               **{k: v for k, v in overrides.items() if v is not None})
+        _announce(search)
+        result = search.run()
     finally:
         executor.close()
     report(result, out)
     return result
+
+
+def _announce(search: Search) -> None:
+    c, lay = search.config, search.layout
+    limit = f"{c.time_limit:.0f}s or " if c.time_limit else ""
+    islands = f"{lay.islands} islands x " if lay.islands > 1 else ""
+    print(f"search: {limit}{c.max_evals} evaluations, {islands}population {lay.population}, tournament "
+          f"{lay.tournament}, seeds {','.join(c.seeds)}, {search.executor.workers_alive() or 'starting'} workers "
+          f"-> {c.out}", file=sys.stderr)
 
 
 def _same_rule():

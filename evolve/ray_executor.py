@@ -160,6 +160,11 @@ class RayExecutor:
     def workers_alive(self) -> int:
         return sum(1 for s in self.slots if s.ready)
 
+    @property
+    def size(self) -> int:
+        """Actors this executor keeps (started or starting)."""
+        return len(self.slots)
+
     def wait(self, timeout: Optional[float] = None) -> list[tuple[Job, Fitness]]:
         """Results as soon as any batch finishes (not when the slowest does)."""
         deadline = time.monotonic() + (timeout if timeout is not None else 1e9)

@@ -1,18 +1,32 @@
-"""The search driver: evolution + cache + funnel + executor + run directory.
+"""The search driver: islands of evolution + cache + funnel + executor + run directory.
 
-    propose -> cache lookup (structural hash, then functional fingerprint) -> batch -> executor
-    executor result -> cache -> evolution.report -> hall of fame -> log (-> checkpoint)
+    propose (round robin over islands) -> fingerprint (memoized by structural hash)
+    -> cache lookup (structural hash, then functional fingerprint) -> batch -> executor
+    executor result -> cache -> island.report -> hall of fame -> log (-> checkpoint)
 
-The driver owns all state; the executor only evaluates. With one worker and a fixed seed the
-sequence of candidates and scores is the same on every run.
+The driver owns all state; the executor only evaluates. Results are folded in as each batch
+comes back (the executor's ``wait`` returns whatever has finished) and free workers are refilled
+at once. With one worker and a fixed seed the sequence of candidates and scores is the same on
+every run.
+
+Per candidate the driver's own work must stay far below an evaluation's time divided by the
+number of workers (1 s / 512 workers ~ 2 ms); benchmarks/bench_driver.py measures it. Memory
+and checkpoints stay bounded as a run grows: the cache is an LRU of ``cache_size`` entries, the
+checkpoint holds the populations, hall of fame, random state, counters and in-flight candidates
+but not the cache, and a resume refills the cache from the last ``cache_size`` lines of
+``log.jsonl`` (the full record). Rebuilding from the log rather than checkpointing the cache's
+keys keeps each checkpoint O(population) whatever the cache size, and costs one backwards read
+of the log's tail once per resume.
 """
 from __future__ import annotations
 
-import json
 import random
 import time
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Callable, Optional
+
+import torch
 
 import seeds as seed_library
 from dsl import Program, to_text
@@ -20,15 +34,15 @@ from dsl import Program, to_text
 from .cache import FitnessCache, fingerprint
 from .candidate import Candidate, Fitness, Individual, Job
 from .config import SearchConfig
-from .evolution import Evolution
 from .executor import Executor
 from .hall_of_fame import HallOfFame
+from .islands import Islands, Layout
 from .mutate import MutationWeights, mutate
 from .progress import Progress
 from .rundir import RunDir
 from .worker import default_stages
 
-__all__ = ["Search", "SearchResult", "seed_programs"]
+__all__ = ["Search", "SearchResult", "seed_programs", "worker_count"]
 
 
 def seed_programs(names: tuple[str, ...]) -> list[Program]:
@@ -36,6 +50,15 @@ def seed_programs(names: tuple[str, ...]) -> list[Program]:
     if tuple(names) == ("all",):
         names = tuple(seed_library.names())
     return [seed_library.load(n) for n in names]
+
+
+def worker_count(config: SearchConfig, executor: Executor) -> int:
+    """Workers the executor runs: its ``size`` (simulated workers, Ray actors), else
+    ``config.workers``, else the workers alive now (1 for the in-process executor)."""
+    n = getattr(executor, "size", None)
+    if not n:
+        n = config.workers or executor.workers_alive()
+    return max(1, int(n))
 
 
 @dataclass(frozen=True)
@@ -47,20 +70,27 @@ class SearchResult:
 
 
 class Search:
-    """A run in a directory. Build with `Search.start` or `Search.resume`, then `run()`."""
+    """A run in a directory. Build with `Search.start` or `Search.resume`, then `run()`.
+
+    Time (the time limit, the log's ``time``, evaluations per second) is the executor's
+    ``clock()`` where it has one (a simulated executor's virtual seconds), else the wall clock.
+    """
 
     def __init__(self, config: SearchConfig, run: RunDir, executor: Executor,
-                 same_rule: Optional[Callable] = None):
+                 same_rule: Optional[Callable] = None, layout: Optional[Layout] = None):
         self.config = config
         self.run_dir = run
         self.executor = executor
-        self.evolution = Evolution(
-            seed_programs(config.seeds), self._mutate, random.Random(config.seed), config.population,
-            config.tournament or max(1, config.population // 2), config.funnel_margin, config.restart_after,
-            config.funnel_floor, len(config.stages or default_stages()))
+        self.clock: Callable[[], float] = getattr(executor, "clock", None) or time.monotonic
+        self.layout = layout or Layout.resolve(config.islands, config.population, config.tournament,
+                                               config.migration_every, worker_count(config, executor),
+                                               config.batch_size)
+        self.evolution = Islands(
+            seed_programs(config.seeds), self._mutate, config.seed, self.layout, config.funnel_margin,
+            config.restart_after, config.funnel_floor, len(config.stages or default_stages()))
         self.weights = MutationWeights.from_dict(config.mutation_weights) if config.mutation_weights \
             else MutationWeights()
-        self.cache = FitnessCache()
+        self.cache = FitnessCache(config.cache_size)
         self.hof = HallOfFame(config.hall_of_fame, same_rule)
         self.pending: dict[int, tuple[Candidate, str]] = {}    # job id -> (candidate, fingerprint)
         self.waiting: dict[str, list[Candidate]] = {}          # hash or fingerprint in flight -> duplicates
@@ -72,8 +102,10 @@ class Search:
         self.since_checkpoint = 0
         self.history: list[tuple[int, float]] = []   # (evaluations, best score) at each improvement
         self._fingerprints: dict[int, str] = {}
-        self._resubmit: list[Candidate] = []
+        self._fp_memo: OrderedDict[str, list] = OrderedDict()   # structural hash -> [fingerprint, text] (LRU)
+        self._resubmit: deque[Candidate] = deque()
         self._elapsed = 0.0
+        self._last_checkpoint = time.monotonic()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -85,54 +117,65 @@ class Search:
     @classmethod
     def resume(cls, path: str, executor: Executor, **overrides) -> "Search":
         """Continue a stopped or killed run from its last checkpoint (``overrides`` may extend
-        ``max_evals`` or ``time_limit``)."""
+        ``max_evals`` or ``time_limit``; ``same_rule`` is passed to the hall of fame). The
+        islands keep the layout they started with, whatever the workers now."""
+        same_rule = overrides.pop("same_rule", None)
         run = RunDir(path)
         config = SearchConfig.from_dict(run.config())
         if overrides:
             config = config.replace(**overrides)
         state = run.load_checkpoint()
-        s = cls(config, run, executor)
         if state is None:  # killed before its first checkpoint: start over in place
             run.create(config.to_dict(), overwrite=True)
-            return s
+            return cls(config, run, executor, same_rule)
+        lay = state["evolution"].get("layout")
+        s = cls(config, run, executor, same_rule, Layout(**lay) if lay else None)
         s.evolution.load_state_dict(state["evolution"])
-        s.cache.load_state_dict(state["cache"])
+        # (checkpoints from before the LRU held the whole cache under "cache": the log has it too)
+        s.cache.load_stats(state.get("cache_stats") or state.get("cache", {}).get("stats", {}))
+        for entry in run.tail(config.cache_size, state["log_bytes"]):
+            s._remember(entry)
         for entry in run.truncate_log(state["log_bytes"]):
             if entry.get("cached") is None:  # finished after the checkpoint: keep the work
-                s.cache.store(entry["hash"], entry["fingerprint"], Fitness.from_dict(entry["fitness"]))
+                s._remember(entry)
         s.hof.load_state_dict(state["hall_of_fame"])
         s.proposed, s.done, s.trained = state["proposed"], state["done"], state["trained"]
         s.elapsed_before = s._elapsed = state["elapsed"]
         s.history = [tuple(x) for x in state["history"]]
-        s._resubmit = [Candidate.from_dict(c) for c in state["in_flight"]]
+        s._resubmit = deque(Candidate.from_dict(c) for c in state["in_flight"])
         return s
+
+    def _remember(self, entry: dict) -> None:
+        """A logged result back into the cache (timeouts and lost workers are not kept)."""
+        self.cache.store(entry["hash"], entry["fingerprint"], Fitness.from_dict(entry["fitness"]))
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> SearchResult:
         cfg = self.config
-        t0 = time.monotonic()
-        progress = Progress(cfg.max_evals, cfg.progress)
+        t0 = self.clock()
+        progress = Progress(cfg.max_evals, cfg.progress, clock=self.clock, time_limit=cfg.time_limit,
+                            elapsed_before=self.elapsed_before)
         try:
-            if self._resubmit:
-                self._dispatch_many(self._resubmit)
-                self._resubmit = []
             while True:
-                out_of_time = cfg.time_limit and (time.monotonic() - t0 + self.elapsed_before) > cfg.time_limit
-                while not out_of_time and self.proposed < cfg.max_evals and self.executor.capacity() > 0:
-                    if not self._fill_batch():
+                out_of_time = bool(cfg.time_limit) and (self.clock() - t0 + self.elapsed_before) > cfg.time_limit
+                can_propose = not out_of_time and self.proposed < cfg.max_evals
+                while (self._resubmit or can_propose) and self.executor.capacity() > 0:
+                    if not self._fill_batch(can_propose):
                         break
-                if not self.pending and not self.waiting and self.executor.in_flight() == 0:
-                    if out_of_time or self.proposed >= cfg.max_evals:
+                    can_propose = can_propose and self.proposed < cfg.max_evals
+                if not self.pending and not self.waiting and not self._resubmit and self.executor.in_flight() == 0:
+                    if not can_propose:
                         break
                 for job, fit in self.executor.wait(timeout=1.0):
                     self._finish(job, fit)
-                self._elapsed = time.monotonic() - t0 + self.elapsed_before
+                self._elapsed = self.clock() - t0 + self.elapsed_before
                 progress.update(self.done, self.trained, self._best_score(), self.cache.stats.hit_rate,
                                 self.executor.workers_alive())
-                if self.since_checkpoint >= cfg.checkpoint_every:
+                if self.since_checkpoint >= cfg.checkpoint_every and \
+                        time.monotonic() - self._last_checkpoint >= cfg.checkpoint_seconds:
                     self.checkpoint()
         finally:
-            self._elapsed = time.monotonic() - t0 + self.elapsed_before
+            self._elapsed = self.clock() - t0 + self.elapsed_before
             progress.update(self.done, self.trained, self._best_score(), self.cache.stats.hit_rate,
                             self.executor.workers_alive(), force=True)
             progress.close()
@@ -141,12 +184,18 @@ class Search:
         self.run_dir.close()
         return SearchResult(str(self.run_dir.path), self.hof.best(), self.stats(), heldout)
 
-    def _fill_batch(self) -> bool:
-        """Propose until one batch is ready to submit (cache hits are folded in at once)."""
+    def _fill_batch(self, propose: bool = True) -> bool:
+        """Gather one batch (candidates in flight at the checkpoint first, then new proposals)
+        and submit it; cache hits are folded in at once. False if there was nothing to submit."""
         batch: list[Candidate] = []
-        while len(batch) < self.config.batch_size and self.proposed < self.config.max_evals:
-            cand = self.evolution.propose()
-            self.proposed += 1
+        while len(batch) < self.config.batch_size:
+            if self._resubmit:
+                cand = self._resubmit.popleft()
+            elif propose and self.proposed < self.config.max_evals:
+                cand = self.evolution.propose()
+                self.proposed += 1
+            else:
+                break
             if self._lookup(cand):
                 continue
             batch.append(cand)
@@ -154,9 +203,39 @@ class Search:
             self._submit(batch)
         return bool(batch)
 
+    def _fingerprint(self, program: Program) -> str:
+        """`fingerprint`, memoized by structural hash (it compiles and runs the program on small
+        tensors: the largest share of the driver's time per new program, ~0.2-0.5 ms here), under
+        ``inference_mode`` (no autograd bookkeeping: 12% cheaper, the same numbers)."""
+        return self._memo(program)[0]
+
+    def _text(self, program: Program) -> str:
+        """``to_text``, memoized with the fingerprint (a trained program is printed for its job and
+        its log line). The text is that of the first program seen with this structural hash: the
+        same computation, maybe with other names, so cache hits print their own text."""
+        m = self._memo(program)
+        if m[1] is None:
+            m[1] = to_text(program)
+        return m[1]
+
+    def _memo(self, program: Program) -> list:
+        h = program.hash
+        m = self._fp_memo.get(h)
+        if m is not None:
+            self._fp_memo.move_to_end(h)
+            return m
+        fp = self.cache.fingerprint_of(h)
+        if fp is None:
+            with torch.inference_mode():
+                fp = fingerprint(program)
+        m = self._fp_memo[h] = [fp, None]
+        if len(self._fp_memo) > self.config.cache_size:
+            self._fp_memo.popitem(last=False)
+        return m
+
     def _lookup(self, cand: Candidate) -> bool:
         """Fold in a cached result or attach to an identical program in flight; False if new."""
-        fp = fingerprint(cand.program)
+        fp = self._fingerprint(cand.program)
         hit = self.cache.lookup(cand.program.hash, fp)
         if hit is not None:
             self._fold(cand, fp, hit[0], cached=hit[1])
@@ -176,14 +255,7 @@ class Search:
             fp = self._fingerprints.pop(c.id)
             self.pending[c.id] = (c, fp)
             self.inflight_keys[c.id] = (c.program.hash, fp)
-        self.executor.submit([Job(c.id, to_text(c.program), c.thresholds) for c in batch])
-
-    def _dispatch_many(self, cands: list[Candidate]) -> None:
-        """Candidates that were in flight at the checkpoint: look up (the log tail may hold
-        their results), then submit in batches."""
-        todo = [c for c in cands if not self._lookup(c)]
-        for i in range(0, len(todo), self.config.batch_size):
-            self._submit(todo[i:i + self.config.batch_size])
+        self.executor.submit([Job(c.id, self._text(c.program), c.thresholds) for c in batch])
 
     def _finish(self, job: Job, fit: Fitness) -> None:
         if job.id not in self.pending:
@@ -206,7 +278,8 @@ class Search:
             self.history.append((self.done, best))
         self.run_dir.append({
             "eval": self.done, "id": cand.id, "parent": cand.parent, "mutation": cand.mutation,
-            "hash": cand.program.hash, "fingerprint": fp, "program": to_text(cand.program),
+            "island": cand.island,
+            "hash": cand.program.hash, "fingerprint": fp, "program": to_text(cand.program) if cached else self._text(cand.program),
             "length": cand.program.length, "memory": cand.program.memory,
             "score": fit.score, "stages": fit.stages_reached, "status": fit.status,
             "fitness": fit.to_dict(), "cached": cached,
@@ -223,7 +296,10 @@ class Search:
         return {"evaluations": self.done, "trained": self.trained, "proposed": self.proposed,
                 "elapsed": elapsed, "evals_per_second": self.done / elapsed if elapsed else 0.0,
                 "trained_per_second": self.trained / elapsed if elapsed else 0.0,
-                "cache": self.cache.stats.to_dict(), "restarts": self.evolution.restarts,
+                "cache": self.cache.stats.to_dict(), "cache_entries": len(self.cache),
+                "restarts": self.evolution.restarts,
+                "islands": self.layout.islands, "population": self.layout.population,
+                "migrations": self.evolution.migrations,
                 "workers_alive": self.executor.workers_alive(),
                 "workers_lost": getattr(self.executor, "lost_workers", 0),
                 "best_score": self._best_score()}
@@ -231,14 +307,16 @@ class Search:
     def checkpoint(self) -> None:
         in_flight = [c.to_dict() for c, _ in self.pending.values()]
         in_flight += [c.to_dict() for dups in self.waiting.values() for c in dups]
+        in_flight += [c.to_dict() for c in self._resubmit]
         self.run_dir.save_checkpoint({
-            "evolution": self.evolution.state_dict(), "cache": self.cache.state_dict(),
+            "evolution": self.evolution.state_dict(), "cache_stats": self.cache.stats.to_dict(),
             "hall_of_fame": self.hof.state_dict(), "proposed": self.proposed, "done": self.done,
             "trained": self.trained, "elapsed": self._elapsed,
             "history": self.history, "in_flight": in_flight, "stats": self.stats(),
         })
         self.run_dir.save_hall_of_fame(dict(self.hof.to_json(), stats=self.stats(), history=self.history))
         self.since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
 
     # ------------------------------------------------------------------ meta-validation
     def meta_validate(self) -> list[dict]:

@@ -88,7 +88,7 @@ def slow(jobs):
     time.sleep(0.05)
     return toy_evaluate(jobs)
 cfg = SearchConfig(population=8, tournament=3, max_evals=100000, batch_size=2, checkpoint_every=5,
-                   out={str(out)!r}, heldout_top=0, progress=False)
+                   checkpoint_seconds=0.0, out={str(out)!r}, heldout_top=0, progress=False)
 Search.start(cfg, LocalExecutor(slow)).run()
 """
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=HERE.parent)
@@ -227,3 +227,76 @@ def test_task_evaluator_averages_seeds_as_the_job_asks():
     assert one.score != three.score
     with pytest.raises(ValueError, match="repeats"):
         SearchConfig(heldout_repeats=0)
+
+
+def test_fitness_cache_is_a_bounded_lru():
+    cache = FitnessCache(size=2)
+    f = [Fitness(float(i), (float(i),)) for i in range(4)]
+    cache.store("h0", "f0", f[0])
+    cache.store("h1", "f1", f[1])
+    assert cache.lookup("h0", "x")[0] == f[0]          # h0 is now the most recent
+    cache.store("h2", "f2", f[2])                      # evicts h1 (least recently used), keeps h0
+    assert cache.lookup("h1", "nope") is None
+    assert cache.lookup("h0", "x")[1] == "hash" and len(cache) == 2
+    assert cache.fingerprint_of("h2") == "f2" and cache.fingerprint_of("h1") is None
+    cache.store("h3", "f2", f[3])                      # same behaviour as h2: first result kept
+    assert cache.by_fingerprint["f2"] == f[2] and "f0" not in cache.by_fingerprint
+    cache.store("h4", "f4", Fitness.failed("timeout", "slow"))
+    assert cache.lookup("h4", "f4") is None            # timeouts are not cached
+    with pytest.raises(ValueError, match="cache size"):
+        FitnessCache(size=0)
+
+
+def test_hall_of_fame_checks_equivalence_only_for_entrants_and_remembers():
+    calls = []
+
+    def same(a, b):
+        calls.append((a.hash, b.hash))
+        return False
+
+    hof = HallOfFame(size=2, same_rule=same)
+    progs = [seeds.load(n) for n in ("sgd", "adam", "adamw", "lion")]
+    hof.add(Individual(Candidate(0, progs[0]), Fitness(0.5, (0.5,))), "a")
+    hof.add(Individual(Candidate(1, progs[1]), Fitness(0.4, (0.4,))), "b")
+    assert len(calls) == 1 and hof.checks == 1
+    hof.add(Individual(Candidate(2, progs[2]), Fitness(0.1, (0.1,))), "c")   # cannot enter: no checks
+    assert len(calls) == 1
+    hof.add(Individual(Candidate(3, progs[3]), Fitness(0.9, (0.9,))), "d")   # enters: checked against both
+    assert len(calls) == 3
+    assert [i.id for i in hof.best()] == [3, 0]
+    hof.add(Individual(Candidate(4, progs[3]), Fitness(0.95, (0.95,))), "e")  # lion vs sgd again: memo
+    assert hof.checks == len(calls) == 4 and calls[-1] == (progs[3].hash, progs[3].hash)
+
+
+def test_run_log_tail_reads_backwards(tmp_path):
+    from evolve.rundir import RunDir
+
+    run = RunDir(tmp_path / "r")
+    run.create({})
+    for i in range(300):
+        run.append({"i": i, "pad": "x" * (i % 7)})
+    size = run.log_size()
+    run.append({"i": 300})
+    assert [e["i"] for e in run.tail(5)] == [296, 297, 298, 299, 300]
+    assert [e["i"] for e in run.tail(5, size)] == [295, 296, 297, 298, 299]
+    assert len(run.tail(1000, size)) == 300 and run.tail(0) == []
+    with open(run.log_path, "a") as f:
+        f.write('{"i": 30')                        # a torn last line is skipped
+    assert [e["i"] for e in run.tail(2)] == [299, 300]
+
+
+def test_checkpoint_stays_small_and_resume_refills_the_cache_from_the_log(tmp_path):
+    cfg = small_config(tmp_path, max_evals=80, cache_size=25)
+    search = Search.start(cfg, LocalExecutor(toy_evaluate), overwrite=True)
+    search.run()
+    assert len(search.cache) == 25 and len(search.cache.by_fingerprint) <= 25
+    ck = json.loads((Path(cfg.out) / "checkpoint.json").read_text())
+    assert "cache" not in ck and ck["cache_stats"]["lookups"] == 80
+    resumed = Search.resume(cfg.out, LocalExecutor(toy_evaluate), max_evals=100)
+    log = [json.loads(line) for line in (Path(cfg.out) / "log.jsonl").read_text().splitlines()]
+    want = {e["hash"] for e in log[-25:] if e["status"] not in ("timeout", "lost")}
+    assert set(resumed.cache.by_hash) == want
+    for e in log[-25:]:
+        assert resumed.cache.by_hash[e["hash"]][0].score == e["score"]
+    assert resumed.cache.stats.lookups == 80
+    assert resumed.run().stats["evaluations"] == 100

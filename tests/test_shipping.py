@@ -158,7 +158,8 @@ def test_an_evaluator_that_raises_is_reported_but_not_cached(tmp_path):
     res = s.run()
     log = [json.loads(x) for x in (Path(res.run_dir) / "log.jsonl").read_text().splitlines()]
     assert [e["status"] for e in log][:1] == ["crash"]
-    assert all(v.status != "crash" for v in s.cache.by_hash.values())
+    assert all(f.status != "crash" for f, _ in s.cache.by_hash.values())
+    assert all(f.status != "crash" for f in s.cache.by_fingerprint.values())
     assert log[-1]["status"] == "ok"
 
 
