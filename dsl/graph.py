@@ -11,7 +11,7 @@ import networkx as nx
 
 from .program import Arg, Program
 
-__all__ = ["dataflow_graph", "prune", "to_dot"]
+__all__ = ["dataflow_graph", "live_nodes", "prune", "reads", "to_dot"]
 
 
 def _node(p: Program, a: Arg) -> str | None:
@@ -52,10 +52,37 @@ def dataflow_graph(p: Program, *, with_constants: bool = False) -> nx.DiGraph:
     return gr
 
 
+def reads(p: Program) -> dict[str, tuple[str, ...]]:
+    """Node -> the nodes it reads: the edges of `dataflow_graph` (without constants), reversed."""
+    out: dict[str, list[str]] = {}
+
+    def edge(a: Arg, dst: str) -> None:
+        src = _node(p, a)
+        if src is not None:
+            out.setdefault(dst, []).append(src)
+
+    for s in p.body:
+        for a in s.args:
+            edge(a, s.target)
+    edge(p.update, "update")   # a statement may be named "update" too: one node, as in networkx
+    for (x, _), a in zip(p.slots, p.next_state):
+        edge(a, f"next:{x}")
+        out.setdefault(f"slot:{x}", []).append(f"next:{x}")
+    return {k: tuple(v) for k, v in out.items()}
+
+
 def live_nodes(p: Program) -> set[str]:
-    """Everything the update depends on, through any number of steps."""
-    gr = dataflow_graph(p)
-    return nx.ancestors(gr, "update") | {"update"}
+    """Everything the update depends on, through any number of steps: the ancestors of
+    ``update`` in `dataflow_graph`, found by a walk over `reads` (mutation prunes every child,
+    and building the networkx graph for that cost ~0.3 ms of the driver's ~1.5 ms per candidate)."""
+    edges = reads(p)
+    live, todo = {"update"}, ["update"]
+    while todo:
+        for n in edges.get(todo.pop(), ()):
+            if n not in live:
+                live.add(n)
+                todo.append(n)
+    return live
 
 
 def prune(p: Program) -> Program:

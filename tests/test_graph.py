@@ -4,11 +4,13 @@ from __future__ import annotations
 import re
 
 import pydot
+from hypothesis import given, settings
 import pytest
 
 import dsl
 import seeds
 from dsl.draw import draw_png, layered_positions
+from strategies import programs
 
 PROGRAMS = {
     "adamw": dsl.to_text(seeds.load("adamw")),
@@ -138,3 +140,13 @@ def test_layers_go_left_to_right():
         if not d.get("recurrent"):
             assert pos[a][0] < pos[b][0], (a, b)
     assert len(set(pos.values())) == len(pos)  # no two nodes on the same spot
+
+
+@settings(max_examples=200, deadline=None)
+@given(programs())
+def test_live_nodes_are_the_ancestors_of_the_update_in_the_networkx_graph(p):
+    import networkx as nx
+
+    from dsl.graph import dataflow_graph, live_nodes
+
+    assert live_nodes(p) == nx.ancestors(dataflow_graph(p), "update") | {"update"}
