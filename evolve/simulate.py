@@ -131,6 +131,8 @@ class SimulatedExecutor:
         self.busy_seconds = 0.0
         self.driver_seconds = 0.0
         self.evaluated = 0
+        self.intervals: list[tuple[float, float]] = []   # (start, end) of every batch, virtual seconds
+        self.last_submit = 0.0
         self._running: list[tuple[float, int, list[Job], list[Fitness]]] = []   # heap by finish time
         self._seq = itertools.count()
         self._mark = self._timer()
@@ -166,6 +168,8 @@ class SimulatedExecutor:
         heapq.heappush(self._running, (self.now + duration, next(self._seq), list(jobs), results))
         self.busy_seconds += duration
         self.evaluated += len(jobs)
+        self.intervals.append((self.now, self.now + duration))
+        self.last_submit = self.now
         self._leave()
 
     def wait(self, timeout: Optional[float] = None) -> list[tuple[Job, Fitness]]:
@@ -192,9 +196,19 @@ class SimulatedExecutor:
     def workers_alive(self) -> int:
         return self.size
 
-    def busy_fraction(self) -> float:
-        """Worker time spent evaluating over worker time elapsed (batches still running count in full)."""
-        return self.busy_seconds / (self.size * self.now) if self.now > 0 else 0.0
+    def busy_fraction(self, until: Optional[float] = None) -> float:
+        """Worker time spent evaluating over worker time elapsed (batches still running count in
+        full); with ``until``, over ``[0, until]`` only: ``until=last_submit`` leaves out the
+        final drain, when the search has stopped proposing and the last, longest evaluations
+        finish while other workers idle (the drain depends on the run's length and the spread
+        of evaluation times, not on the driver)."""
+        end = self.now if until is None else until
+        if end <= 0:
+            return 0.0
+        if until is None:
+            return self.busy_seconds / (self.size * end)
+        busy = sum(max(0.0, min(b, end) - a) for a, b in self.intervals)
+        return busy / (self.size * end)
 
     def close(self) -> None:
         self._running.clear()

@@ -30,6 +30,9 @@ def test_virtual_time_advances_to_each_completion():
     assert [j.id for j, _ in ex.wait()] == [1, 2] and ex.clock() == 2.0
     assert ex.busy_fraction() == pytest.approx(3.0 / 4.0)
     assert ex.wait() == [] and ex.in_flight() == 0
+    # over [0, 1]: worker 1 ran job 0 for all of it, worker 2 its 2-second batch for 1 s of it
+    assert ex.last_submit == 0.0 and ex.busy_fraction(until=1.0) == pytest.approx(2.0 / 2.0)
+    assert ex.busy_fraction(until=2.0) == pytest.approx(3.0 / 4.0)
 
 
 def test_the_driver_time_is_charged_to_the_virtual_clock():
