@@ -208,7 +208,8 @@ class Plan:
             if k is None:
                 out = s.op.foreach(*vals) if s.op.foreach is not None else None
                 if out is None:
-                    out = [s.op.torch(*[a[i] if isinstance(a, list) else a for a in vals]) for i in range(n)]
+                    out = [s.op.run([a[i] if isinstance(a, list) else a for a in vals], None, params[i])
+                           for i in range(n)]
                     # an op may pick a scalar argument (where with a scalar condition)
                     out = [o if isinstance(o, Tensor) else as_tensor(o, p) for o, p in zip(out, params)]
                 env[s.target] = list(out)
@@ -357,9 +358,11 @@ def build_plan(compiled, slot_reuse: bool) -> Plan:
 
     for ins in compiled.dynamic:
         ks = [kind(a) for a in ins.args]
-        if all(k == SCALAR for k in ks):
+        if ins.op.param_ndim:  # of the parameter, never a scalar (`dsl.ops.Op.param_ndim`)
+            kinds[ins.target] = LIST
+        elif all(k == SCALAR for k in ks):
             kinds[ins.target] = SCALAR
-        elif ins.op.reduction:
+        elif ins.op.shaped:
             kinds[ins.target] = LIST
         elif ins.op.kernel(_pattern(ks)) is not None:
             # torch broadcasting: a full argument makes a full result
@@ -429,7 +432,7 @@ def build_plan(compiled, slot_reuse: bool) -> Plan:
             continue
         else:
             entry = ins.op.kernel(_pattern([kind(a) for a in ins.args]))
-            if entry is None or ins.op.reduction:
+            if entry is None or ins.op.shaped:
                 step = Step(ins.target, k, ins.args, ins.op)
             else:
                 kernel, order = entry

@@ -34,6 +34,9 @@ class ProgramOptimizer(torch.optim.Optimizer):
     ``add_param_group`` work as with any torch optimizer). Slots live in ``self.state[p]``
     under their names, next to ``step`` (the count ``t`` of the last step).
     Parameters sharing device, dtype and step are updated together with multi-tensor ops.
+    A program with a whole-group function (``global_norm``) steps each param group in one call
+    over every parameter with a gradient; they must then share device, dtype and step count
+    (a ValueError otherwise).
     """
 
     def __init__(self, params: Iterable, program: Union[Program, str, os.PathLike], lr: float = 1e-3,
@@ -75,6 +78,11 @@ class ProgramOptimizer(torch.optim.Optimizer):
                 state["step"] = float(state["step"]) + 1.0
                 buckets[(p.device, p.dtype, state["step"])].append(p)
             hp = {k: _scalar(group[k]) for k in names}
+            if self._compiled.uses_group and len(buckets) > 1:
+                raise ValueError(
+                    f"program {self.program.name!r} uses a whole-group function (global_norm): every parameter "
+                    f"with a gradient in a param group must share device, dtype and step count; found "
+                    f"{sorted((str(d), str(dt), t) for d, dt, t in buckets)}")
             for (_, _, t), ps in buckets.items():
                 self._compiled.step_foreach(ps, [p.grad for p in ps], [self.state[p] for p in ps],
                                             _scalar(group["lr"]), t, hp)

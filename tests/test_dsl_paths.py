@@ -2,10 +2,11 @@
 gradient's own tensor.
 
 Paths: the per-tensor `CompiledProgram.apply` (parameters then stepped in place, as an optimizer
-would), the plain statement-by-statement ``step_foreach`` (taken with tensor hyperparameters),
+would; for a program with a whole-group function, `CompiledProgram.apply_group` on all tensors
+instead, which every program also runs as the path "apply-group"), the plain statement-by-statement ``step_foreach`` (taken with tensor hyperparameters),
 the fast path's plan (multi-tensor, with and without slot reuse, and in blocks),
 `dsl.ProgramOptimizer`, the optimizer `dsl.export_optimizer` writes, and the batched trainer's step (`tasks.train._apply` on stacked copies,
-per tensor and flattened). Gradients live in the same tensors from step to step and are
+per tensor, as the whole model, and flattened). Gradients live in the same tensors from step to step and are
 overwritten in place before each step (as ``backward`` into ``.grad`` does), so a slot that
 kept the gradient's tensor would change with it; parameters are stepped in place, so a slot
 that kept the parameter's tensor would follow it.
@@ -24,6 +25,7 @@ import dsl
 from dsl import fastpath
 from strategies import programs
 from tasks.train import _apply as trainer_apply
+from tasks.train import _apply_group as trainer_apply_group
 
 SHAPES = [(3, 4), (5,), (), (2, 1, 3)]
 LR = 0.1
@@ -107,7 +109,10 @@ def run_path(path, p, ws, grads_by_step, states, ts, hp=None):
                 load_grads(i)
                 for Gi, g in zip(G, gs):
                     Gi.copy_(torch.stack([g, g]))
-                for j, w in enumerate(W):
+                if path == "trainer-group":
+                    W, S = trainer_apply_group(cp, W, G, [lr.view(2, *[1] * (w.ndim - 1)) for w in W], t, S,
+                                               [tuple(range(1, w.ndim)) for w in W])
+                for j, w in enumerate(W if path == "trainer" else []):
                     dims = tuple(range(1, w.ndim))
                     W[j], S[j] = trainer_apply(cp, w, G[j], lr.view(2, *[1] * (w.ndim - 1)), t, S[j], dims)
                 out.append(_snapshot([w[0] for w in W], [{k: v[0] for k, v in s.items()} for s in S]))
@@ -121,7 +126,11 @@ def run_path(path, p, ws, grads_by_step, states, ts, hp=None):
         with _blocks() if path == "blocked" else contextlib.nullcontext():
             for i, t in enumerate(ts):
                 load_grads(i)
-                if path == "apply":
+                if path == "apply-group" or (path == "apply" and cp.uses_group):
+                    ups, states = cp.apply_group(ws, gs, LR, t, states, hp)
+                    for w, upd in zip(ws, ups):
+                        w.sub_(upd)
+                elif path == "apply":
                     for j, (w, g) in enumerate(zip(ws, gs)):
                         upd, states[j] = cp.apply(w, g, LR, t, states[j], hp)
                         w.sub_(upd)  # in place, as an optimizer steps its parameters
@@ -145,7 +154,8 @@ def _exported(p):
 
 def _paths(p, hp):
     """The paths that apply to ``p`` with hyperparameters ``hp``."""
-    out = ["apply", "plain", "trainer"]
+    group = dsl.compile(p).uses_group
+    out = ["apply", "plain", "trainer-group"] + ([] if group else ["apply-group", "trainer"])
     if "step" not in p.slot_names and "params" not in p.hparam_names:  # names ProgramOptimizer keeps
         out.append("optimizer")
         # the exported class takes hyperparameters under their names unless it renamed one
@@ -156,7 +166,7 @@ def _paths(p, hp):
         if dsl.compile(p).plan().blockable:
             out.append("blocked")
     # the trainer runs the program's defaults; tensor hyperparameters below equal them
-    if not any(i.op.reduction for i in dsl.compile(p).instrs):
+    if not any(i.op.shaped for i in dsl.compile(p).instrs):
         out.append("trainer-flat")
     return out
 
