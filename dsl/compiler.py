@@ -6,9 +6,11 @@ Two entry points share one instruction list:
   It runs a plan from `dsl.fastpath` (fused statements, buffers reused by static liveness,
   slots updated in place) and falls back to the plain statement-by-statement loop when a
   plan cannot run (tensor hyperparameters, mixed dtypes, autograd recording).
-- `CompiledProgram.apply` runs the rule on one tensor. With ``reduce_dims`` it treats leading
-  dims as independent copies (the batched evaluator stacks K models as ``[K, ...]`` tensors and
-  passes per-copy learning rates as ``[K, 1, ...]`` tensors); reductions stay per copy.
+- `CompiledProgram.apply_group` runs the rule on a parameter group's tensors side by side, each
+  op per tensor except whole-group functions (``global_norm``), which see them all. With
+  ``reduce_dims`` it treats leading dims as independent copies (the batched evaluator stacks K
+  models as ``[K, ...]`` tensors and passes per-copy learning rates as ``[K, 1, ...]``
+  tensors); reductions stay per copy. `CompiledProgram.apply` is a group of one tensor.
 
 Statements whose arguments are all scalars (``1 - 0.9 ** t``) are computed once per call in
 float64 with IEEE semantics.

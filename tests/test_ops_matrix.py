@@ -212,3 +212,28 @@ def test_evolve_ops_lists_them(capsys):
     text = capsys.readouterr().out
     for name in NEW:
         assert name in text
+
+
+def test_seeds_muon_and_all_warm_start_a_search():
+    from evolve.search import seed_programs
+
+    assert [p.name for p in seed_programs(("muon",))] == ["muon"]
+    names = {p.name for p in seed_programs(("all",))}
+    assert {"adafactor", "muon", "muon_adamw", "lamb", "lars", "adamw_clip"} <= names
+
+
+def test_new_seeds_train_in_the_batched_trainer_with_one_copy_per_call_alike():
+    """Each new seed trains on a model with matrices (mlp_digits) without error, and two copies
+    in one call (stacked, reductions and global_norm per copy) match one copy alone."""
+    import seeds
+    from tasks import registry
+    from tasks.train import ERROR, Run, train_batched
+
+    task = registry.get("mlp_digits")
+    for name in ("adafactor", "muon_adamw", "lamb", "lars", "adamw_clip"):
+        p = seeds.load(name)
+        both = train_batched(task, [Run(p, 0.01), Run(p, 0.003)], steps=8)
+        alone = train_batched(task, [Run(p, 0.003)], steps=8)
+        assert all(o.status != ERROR for o in both), (name, [o.reason for o in both])
+        assert [v for _, v in both[1].curve] == pytest.approx([v for _, v in alone[0].curve], rel=1e-5), name
+        assert both[0].curve[-1][1] != both[1].curve[-1][1]  # the lr matters: the copies differ
