@@ -9,8 +9,11 @@ path's results, bit for bit except where noted under 2.
 1. Argument kinds. Every value is a *scalar* (a Python float: ``lr``, ``t``, hyperparameters
    and statements of only those), a *full* list (one tensor per parameter with the
    parameter's shape: ``w``, ``g``, slots, and elementwise results with a full argument) or
-   another *list* (per-tensor reductions such as ``norm``, and results whose shape the plan
-   does not vouch for). Only full lists are fused or written in place.
+   another *list* (per-tensor reductions such as ``norm``, every op marked ``shaped`` in the
+   op table: ``row_mean``, ``orthogonalize``, ``is_matrix`` (never a scalar, even of scalars),
+   ``global_norm`` (its ``foreach`` form sees the whole list, so a plan steps a whole group),
+   and results whose shape the plan does not vouch for). Only full lists are fused or written
+   in place.
 
 2. Fusion of single-use temporaries: a statement read once, by the statement that absorbs
    it, and not an output, is never materialized.
