@@ -291,3 +291,24 @@ def test_random_programs_on_every_path(p, t, tensor_hp):
     fused update may differ: `dsl.fastpath`, point 2), at a drawn step count."""
     hp = {k: torch.tensor(v, dtype=torch.float64) for k, v in p.hparams} if tensor_hp else None
     check_paths(p, hp, ts=[t], rtol=1e-9, atol=1e-9)
+
+
+# ---------------------------------------------------------------- shape and group functions
+
+SHAPED = [
+    "g / global_norm(g)", "g * global_norm(s) + w / global_norm(w * k)",
+    "row_mean(g * g) * col_mean(s)", "col_mean(row_mean(g)) + s",
+    "is_matrix(w) * g + (1 - is_matrix(lr)) * s", "where(is_matrix(k), orthogonalize(s), g)",
+    "orthogonalize(g + s)", "orthogonalize(norm(g)) * g", "orthogonalize(row_mean(g))",
+    "global_norm(orthogonalize(g)) * row_mean(s)",
+]
+
+
+@pytest.mark.parametrize("tensor_hp", [False, True], ids=["float-hp", "tensor-hp"])
+@pytest.mark.parametrize("expr", SHAPED)
+def test_shape_and_group_functions_on_every_path(expr, tensor_hp):
+    """The new functions in a slot's next value and in the update, on tensors of shapes (3, 4),
+    (5,), () and (2, 1, 3): every path (global_norm over the whole group on each)."""
+    hp = {"k": torch.tensor(0.5, dtype=torch.float64)} if tensor_hp else None
+    p = _program(expr, f"u = {expr}")
+    check_paths(p, hp, steps=3)
