@@ -71,18 +71,20 @@ class ProgramOptimizer(torch.optim.Optimizer):
                     raise RuntimeError("ProgramOptimizer does not support sparse gradients")
                 if torch.is_complex(p):
                     raise RuntimeError("ProgramOptimizer does not support complex parameters")
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0.0
-                    state.update(self._compiled.init_state(p))
-                state["step"] = float(state["step"]) + 1.0
-                buckets[(p.device, p.dtype, state["step"])].append(p)
-            hp = {k: _scalar(group[k]) for k in names}
-            if self._compiled.uses_group and len(buckets) > 1:
+                step = float(self.state[p]["step"]) + 1.0 if p in self.state and self.state[p] else 1.0
+                buckets[(p.device, p.dtype, step)].append(p)
+            if self._compiled.uses_group and len(buckets) > 1:  # checked before any state changes
                 raise ValueError(
                     f"program {self.program.name!r} uses a whole-group function (global_norm): every parameter "
                     f"with a gradient in a param group must share device, dtype and step count; found "
                     f"{sorted((str(d), str(dt), t) for d, dt, t in buckets)}")
+            for (_, _, t), ps in buckets.items():
+                for p in ps:
+                    state = self.state[p]
+                    if not state:
+                        state.update(self._compiled.init_state(p))
+                    state["step"] = t
+            hp = {k: _scalar(group[k]) for k in names}
             for (_, _, t), ps in buckets.items():
                 self._compiled.step_foreach(ps, [p.grad for p in ps], [self.state[p] for p in ps],
                                             _scalar(group["lr"]), t, hp)

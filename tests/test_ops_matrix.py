@@ -153,6 +153,7 @@ def test_a_group_program_over_mixed_dtypes_is_a_clear_error():
     opt = dsl.ProgramOptimizer(ps, _prog("g / global_norm(g)"), lr=0.1)
     with pytest.raises(ValueError, match="global_norm.*share device, dtype and step"):
         opt.step()
+    assert not opt.state  # nothing changed by the failed step
     dsl.ProgramOptimizer(ps, _prog("g / norm(g)"), lr=0.1).step()  # per-tensor: fine
 
 
