@@ -61,7 +61,7 @@ class CompiledProgram:
         # are the same for every tensor of a step: computed once per (t, hyperparameters).
         static: set[str] = {"t", *self.defaults}
         for ins in self.instrs:
-            if not ins.op.param_ndim and all(isinstance(a, float) or a in static for a in ins.args):
+            if not ins.op.never_scalar and all(isinstance(a, float) or a in static for a in ins.args):
                 static.add(ins.target)
         self.static = tuple(i for i in self.instrs if i.target in static)
         self.dynamic = tuple(i for i in self.instrs if i.target not in static)
@@ -148,12 +148,12 @@ class CompiledProgram:
                 env[k] = [v] * n
         for ins in instrs:
             args = [_value(env, a) for a in ins.args]
-            if not ins.op.param_ndim and not any(isinstance(a, list) for a in args):
+            if not ins.op.never_scalar and not any(isinstance(a, list) for a in args):
                 env[ins.target] = scalar_eval(ins.op, args)
                 continue
             args = [fit(a, fmax) for a in args]
             if ins.op.group is not None:
-                out = ins.op.group(args[0], None if reduce_dims is None else dims)
+                out = ins.op.run_group(args[0], ws, None if reduce_dims is None else dims)
             else:
                 out = [ins.op.run([a[i] if isinstance(a, list) else a for a in args], dims[i], ws[i])
                        for i in range(n)]
@@ -213,11 +213,14 @@ class CompiledProgram:
         fmax = torch.finfo(params[0].dtype).max
         for ins in self._prepare(env, t, hparams):
             args = [_value(env, a) for a in ins.args]
-            if not ins.op.param_ndim and not any(isinstance(a, list) for a in args):
+            if not ins.op.never_scalar and not any(isinstance(a, list) for a in args):
                 env[ins.target] = scalar_eval(ins.op, args)
                 continue
             args = [fit(a, fmax) for a in args]
-            out = ins.op.foreach(*args) if ins.op.foreach is not None else None
+            if ins.op.group is not None:
+                out = ins.op.run_group(args[0], params)
+            else:
+                out = ins.op.foreach(*args) if ins.op.foreach is not None else None
             if out is None:
                 out = [ins.op.run([a[i] if isinstance(a, list) else a for a in args], None, params[i])
                        for i in range(n)]

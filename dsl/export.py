@@ -129,24 +129,32 @@ def export_optimizer(program: Program, class_name: Optional[str] = None) -> str:
         helpers += o.helpers
         if not o.code:
             raise ValueError(f"op {s.op!r} has no code template for export")
-        if o.param_ndim or any(is_tensor(a) for a in s.args):
+        if o.never_scalar or any(is_tensor(a) for a in s.args):
             tensor[s.target] = True
-            full[s.target] = not o.shaped and any(is_full(a) for a in s.args)
-            if group_mode and o.group is not None:
-                expr = o.code.format(*[_Val(text(a), True) for a in s.args])
+            # (a scalar-condition where may give a number or its argument itself: not full, so
+            # slot writes broadcast and copy it)
+            full[s.target] = (not o.shaped and any(is_full(a) for a in s.args)
+                              and not (o.code_scalar_first and not is_tensor(s.args[0])))
+            if group_mode and o.group is not None:  # a number: the same value for each parameter
+                expr = o.code.format(*[_Val(text(a) if is_tensor(a) else f"[w.new_tensor({text(a)}) for w in ps]", True)
+                                       for a in s.args])
             elif group_mode:
                 names = [f"_e{i}" for i, a in enumerate(s.args) if is_tensor(a)]
                 it = iter(names)
                 args = [_Val(next(it), True) if is_tensor(a) else _Val(text(a), False) for a in s.args]
                 lists = ", ".join(text(a) for a in s.args if is_tensor(a))
-                expr = (f"[{o.code.format(*args)} for w, {', '.join(names)} in zip(ps, {lists})]" if names
-                        else f"[{o.code.format(*args)} for w in ps]")
+                code = o.code_scalar_first if o.code_scalar_first and not is_tensor(s.args[0]) else o.code
+                expr = (f"[{code.format(*args)} for w, {', '.join(names)} in zip(ps, {lists})]" if names
+                        else f"[{code.format(*args)} for w in ps]")
             else:
-                expr = o.code.format(*[_Val(text(a), is_tensor(a)) for a in s.args])
+                code = o.code_scalar_first if o.code_scalar_first and not is_tensor(s.args[0]) else o.code
+                expr = code.format(*[_Val(text(a), is_tensor(a)) for a in s.args])
         else:
             uses_f64 = True
             args = [_Val(f"_f64({text(a)})", True) for a in s.args]
-            expr = f"float({o.code.format(*args)})"
+            # group mode: w is the list of parameters; a scalar statement takes dtype from the first
+            code = re.sub(r"\bw\.", "ps[0].", o.code) if group_mode else o.code
+            expr = f"float({code.format(*args)})"
             tensor[s.target] = False
             full[s.target] = False
         lines.append(f"{local[s.target]} = {expr}")

@@ -208,7 +208,9 @@ class Plan:
             for i in s.fit:
                 vals[i] = fit(vals[i], fmax)
             k = s.kernel
-            if k is None:
+            if k is None and s.op.group is not None:
+                env[s.target] = s.op.run_group(vals[0], params)
+            elif k is None:
                 out = s.op.foreach(*vals) if s.op.foreach is not None else None
                 if out is None:
                     out = [s.op.run([a[i] if isinstance(a, list) else a for a in vals], None, params[i])
@@ -361,7 +363,7 @@ def build_plan(compiled, slot_reuse: bool) -> Plan:
 
     for ins in compiled.dynamic:
         ks = [kind(a) for a in ins.args]
-        if ins.op.param_ndim:  # of the parameter, never a scalar (`dsl.ops.Op.param_ndim`)
+        if ins.op.never_scalar:  # per parameter, never a scalar (`dsl.ops.Op.never_scalar`)
             kinds[ins.target] = LIST
         elif all(k == SCALAR for k in ks):
             kinds[ins.target] = SCALAR

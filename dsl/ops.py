@@ -48,7 +48,8 @@ class Op:
     shaped: bool = False
     # A whole-group function (`global_norm`): ``group(xs, dims)`` takes one value per parameter
     # tensor of the group (``dims``: a list of per-copy dims, or None) and returns one value per
-    # tensor. ``torch`` is its form for a group of one tensor.
+    # tensor; every path calls it through `Op.run_group`, never per tensor nor as a scalar
+    # statement. ``torch`` is its form for a group of one tensor.
     group: Optional[Callable[..., list]] = None
     # A function of the parameter's shape (`is_matrix`): every path computes it per parameter
     # as ``torch(w, dims=...)`` whatever the argument, never as a scalar statement (so a number,
@@ -63,6 +64,10 @@ class Op:
     # must be a tensor (a Python number there is written as ``w.new_tensor(x)``); ``w`` names
     # the parameter tensor (dtype and device of every value of a step).
     code: str = ""
+    # ``code`` when the first argument is a number and another a tensor (``where`` with a scalar
+    # condition picks an argument as it is, unbroadcast, as `dsl.compile` does: reductions and
+    # global_norm of the result then agree on every path; the export copies it into slots).
+    code_scalar_first: str = ""
     # Functions of this module the ``code`` template calls (``_row_mean``): their source goes
     # into exported modules, so an export computes exactly what the op table does.
     helpers: tuple = ()
@@ -72,9 +77,16 @@ class Op:
             object.__setattr__(self, "foreach", _from_kernels(self.kernels))
         if self.reduction or self.group is not None or self.param_ndim:
             object.__setattr__(self, "shaped", True)
-        if self.group is not None and self.foreach is None:
-            group = self.group
-            object.__setattr__(self, "foreach", lambda x: group(x, None) if _is_list(x) else None)
+
+    @property
+    def never_scalar(self) -> bool:
+        """Computed per parameter even of numbers (`is_matrix`, `global_norm`): never a scalar statement."""
+        return self.param_ndim or self.group is not None
+
+    def run_group(self, x: Any, params: list, dims: Optional[list] = None) -> list:
+        """The group function on one value per parameter (a number: the same 0-dim value for each)."""
+        xs = x if _is_list(x) else [_tensor(x, p) for p in params]
+        return self.group(xs, dims)
 
     def run(self, args: list, dims: Any = None, w: Optional[Tensor] = None) -> Any:
         """``torch`` on one tensor's arguments, with ``dims`` where the op takes them; ``w``: the
@@ -274,32 +286,36 @@ def _orthogonalize(x, dims=None):
 def _global_norm_group(xs, dims=None):
     """sqrt(sum over tensors of sum(x_i ** 2)), per copy, shaped to broadcast against each x_i.
 
-    Sums of squares in the tensors' dtype, added tensor by tensor in group order (every path
-    calls this function, so they agree bit for bit).
+    ``dims``: per tensor, the dims of one copy (None: each x_i is one copy). A 0-dim x_i is one
+    value shared by every copy (a number as the argument: one value per tensor, so
+    ``global_norm(lr)`` is ``sqrt(n) * |lr|`` for n tensors, as ``global_norm(norm(g))`` is the
+    global norm of g). Sums of squares in the tensors' dtype, added tensor by tensor in group
+    order (every path calls this function).
     """
     if not xs:
         return []
     if dims is None:
         total = sum((torch.sum(x * x) for x in xs[1:]), torch.sum(xs[0] * xs[0]))
-        n = torch.sqrt(total)
-        return [n] * len(xs)
+        return [torch.sqrt(total)] * len(xs)
     sq, lead = [], None
     for x, d in zip(xs, dims):
         d = tuple(d)
+        if x.ndim == 0:
+            sq.append(x * x)
+            continue
         s = x * x if d == () else torch.sum(x * x, dim=d, keepdim=True)
-        keep = [i for i in range(x.ndim) if i not in d]
-        shape = tuple(x.shape[i] for i in keep)
-        if lead is None:
-            lead = shape
-        elif shape != lead:
+        shape = tuple(x.shape[i] for i in range(x.ndim) if i not in d)
+        if lead is not None and shape != lead:
             raise ValueError(f"global_norm: tensors of the group have different copy shapes {lead} and {shape}")
+        lead = shape
         sq.append(s.reshape(shape))
-    total = sum(sq[1:], sq[0])
-    n = torch.sqrt(total)
+    n = torch.sqrt(sum(sq[1:], sq[0]))
     out = []
     for x, d in zip(xs, dims):
-        d = tuple(d)
-        out.append(n.reshape([1 if i in d else x.shape[i] for i in range(x.ndim)]))
+        if x.ndim == 0:
+            out.append(n.reshape((*n.shape, *[1] * len(d))))
+        else:
+            out.append(n.reshape([1 if i in d else x.shape[i] for i in range(x.ndim)]))
     return out
 
 
@@ -394,7 +410,7 @@ _TABLE = [
        kernels=_minmax(K.foreach("minimum"), K.foreach("clamp_max")),
        code="torch.minimum({0:t}, {1:t})"),
     Op("where", 3, _where, _sym_where, "a where cond != 0 else b",
-       code="torch.where({0:t} != 0, {1:t}, {2})"),
+       code="torch.where({0:t} != 0, {1:t}, {2})", code_scalar_first="({1:t} if {0} != 0 else {2:t})"),
     # per-tensor reductions, broadcast back against the tensor
     Op("norm", 1, _norm, _sym_reduction("norm"), "L2 norm of the whole tensor: sqrt(sum(x**2))",
        None, lambda x: torch._foreach_norm(x) if _is_list(x) else None, reduction=True,
@@ -463,7 +479,7 @@ def scalar_eval(o: Op, args: list) -> float:
     ts = [torch.tensor(a, dtype=torch.float64) for a in args]
     if o.name == "where":
         return args[1] if args[0] != 0 else args[2]
-    if o.param_ndim:
-        raise ValueError(f"{o.name} is a function of the parameter, not of numbers")
+    if o.never_scalar:
+        raise ValueError(f"{o.name} is computed per parameter, never of numbers alone")
     r = o.torch(*ts)
     return float(r)

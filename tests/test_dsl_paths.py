@@ -301,6 +301,9 @@ SHAPED = [
     "is_matrix(w) * g + (1 - is_matrix(lr)) * s", "where(is_matrix(k), orthogonalize(s), g)",
     "orthogonalize(g + s)", "orthogonalize(norm(g)) * g", "orthogonalize(row_mean(g))",
     "global_norm(orthogonalize(g)) * row_mean(s)",
+    # of numbers: one value per tensor (sqrt(4) * |x| here), the same on every path
+    "g * global_norm(lr)", "g * global_norm(k) + global_norm(2.0) * s", "g / global_norm(norm(g))",
+    "where(t > 1, 1.0, g) * global_norm(where(t > 2, 0.5, s))",
 ]
 
 

@@ -68,6 +68,15 @@ def test_global_norm_is_the_norm_over_the_group():
         torch.testing.assert_close(p.detach(), -g / total, rtol=1e-14, atol=0)
 
 
+def test_global_norm_of_a_number_is_one_value_per_tensor():
+    ws = [torch.zeros(2, 3, dtype=D), torch.zeros(4, dtype=D), torch.zeros((), dtype=D)]
+    gs = [torch.ones_like(w) for w in ws]
+    out = _every_path(_prog("g * global_norm(lr) + 0.0 * w"), ws, gs)  # lr = 1 on every path here
+    _same(out)
+    for u in out["fast"]:
+        torch.testing.assert_close(u, torch.full_like(u, 3.0 ** 0.5), rtol=1e-15, atol=0)
+
+
 def test_apply_sees_one_tensor_as_the_group():
     g = torch.tensor([3.0, 4.0], dtype=D)
     upd, _ = dsl.compile(_prog("global_norm(g)")).apply(torch.zeros(2, dtype=D), g, 1.0, 1.0, {})
