@@ -6,9 +6,11 @@ Two entry points share one instruction list:
   It runs a plan from `dsl.fastpath` (fused statements, buffers reused by static liveness,
   slots updated in place) and falls back to the plain statement-by-statement loop when a
   plan cannot run (tensor hyperparameters, mixed dtypes, autograd recording).
-- `CompiledProgram.apply` runs the rule on one tensor. With ``reduce_dims`` it treats leading
-  dims as independent copies (the batched evaluator stacks K models as ``[K, ...]`` tensors and
-  passes per-copy learning rates as ``[K, 1, ...]`` tensors); reductions stay per copy.
+- `CompiledProgram.apply_group` runs the rule on a parameter group's tensors side by side, each
+  op per tensor except whole-group functions (``global_norm``), which see them all. With
+  ``reduce_dims`` it treats leading dims as independent copies (the batched evaluator stacks K
+  models as ``[K, ...]`` tensors and passes per-copy learning rates as ``[K, 1, ...]``
+  tensors); reductions stay per copy. `CompiledProgram.apply` is a group of one tensor.
 
 Statements whose arguments are all scalars (``1 - 0.9 ** t``) are computed once per call in
 float64 with IEEE semantics.
@@ -59,7 +61,7 @@ class CompiledProgram:
         # are the same for every tensor of a step: computed once per (t, hyperparameters).
         static: set[str] = {"t", *self.defaults}
         for ins in self.instrs:
-            if all(isinstance(a, float) or a in static for a in ins.args):
+            if not ins.op.never_scalar and all(isinstance(a, float) or a in static for a in ins.args):
                 static.add(ins.target)
         self.static = tuple(i for i in self.instrs if i.target in static)
         self.dynamic = tuple(i for i in self.instrs if i.target not in static)
@@ -107,34 +109,65 @@ class CompiledProgram:
                 for x, v in self.program.slots}
 
     # ---------------------------------------------------------------- one tensor / K copies
+    @property
+    def uses_group(self) -> bool:
+        """Does the program call a whole-group function (`global_norm`)? Its per-tensor `apply`
+        then treats the one tensor as the whole group; step groups with `apply_group`."""
+        return any(ins.op.group is not None for ins in self.instrs)
+
     def apply(self, w: Tensor, g: Tensor, lr: Scalar, t: float, state: Mapping[str, Tensor],
               hparams: Optional[Mapping[str, Any]] = None,
               reduce_dims: Optional[Sequence[int]] = None) -> tuple[Tensor, dict[str, Tensor]]:
         """Return ``(update, next_state)`` for one tensor; nothing is modified in place.
 
         ``reduce_dims=None`` reduces over the whole tensor; a tuple reduces over those dims only.
-        ``lr`` and hyperparameters may be tensors broadcastable against ``w``.
+        ``lr`` and hyperparameters may be tensors broadcastable against ``w``. Group functions
+        (`global_norm`) see this tensor as the whole group: `apply_group` for a real group.
         """
-        dims = None if reduce_dims is None else tuple(reduce_dims)
-        fmax = torch.finfo(w.dtype).max
-        env: dict[str, Any] = {"w": w, "g": g, "lr": lr, "t": float(t)}
-        env.update(state)
-        for ins in self._prepare(env, t, hparams):
+        dims = None if reduce_dims is None else [tuple(reduce_dims)]
+        ups, nxt = self.apply_group([w], [g], [lr] if isinstance(lr, Tensor) else lr, t, [state], hparams, dims)
+        return ups[0], nxt[0]
+
+    def apply_group(self, ws: Sequence[Tensor], gs: Sequence[Tensor], lr: Any, t: float,
+                    states: Sequence[Mapping[str, Tensor]], hparams: Optional[Mapping[str, Any]] = None,
+                    reduce_dims: Optional[Sequence[Sequence[int]]] = None) -> tuple[list, list]:
+        """``([update per tensor], [next state per tensor])`` for a parameter group; nothing is
+        modified in place. Per tensor as `apply` (``reduce_dims``: one tuple per tensor, or None);
+        group functions see every tensor. ``lr``: a float, or a list with one value per tensor;
+        tensor hyperparameters are shared by every tensor.
+        """
+        n = len(ws)
+        dims = [None] * n if reduce_dims is None else [tuple(d) for d in reduce_dims]
+        fmax = torch.finfo(ws[0].dtype).max if n else 0.0
+        env: dict[str, Any] = {"w": list(ws), "g": list(gs), "lr": lr, "t": float(t)}
+        for x, _ in self.program.slots:
+            env[x] = [st[x] for st in states]
+        instrs = self._prepare(env, t, hparams)
+        for k, v in list(env.items()):
+            if isinstance(v, Tensor):  # shared tensors (hyperparameters): one entry per tensor
+                env[k] = [v] * n
+        for ins in instrs:
             args = [_value(env, a) for a in ins.args]
-            if not any(isinstance(a, Tensor) for a in args):
+            if not ins.op.never_scalar and not any(isinstance(a, list) for a in args):
                 env[ins.target] = scalar_eval(ins.op, args)
                 continue
             args = [fit(a, fmax) for a in args]
-            if ins.op.reduction:
-                env[ins.target] = ins.op.torch(*args, dims=dims)
+            if ins.op.group is not None:
+                out = ins.op.run_group(args[0], ws, None if reduce_dims is None else dims)
             else:
-                env[ins.target] = ins.op.torch(*args)
-        update = as_tensor(_value(env, self.program.update), w)
-        nxt = {}
+                out = [ins.op.run([a[i] if isinstance(a, list) else a for a in args], dims[i], ws[i])
+                       for i in range(n)]
+            # an op may pick a scalar argument (where with a scalar condition): keep tensors
+            env[ins.target] = [o if isinstance(o, Tensor) else as_tensor(o, w) for o, w in zip(out, ws)]
+        u = _value(env, self.program.update)
+        updates = [as_tensor(u[i] if isinstance(u, list) else u, ws[i]) for i in range(n)]
+        nxt: list[dict] = [{} for _ in range(n)]
         for (x, _), a in zip(self.program.slots, self.program.next_state):
             v = _value(env, a)
-            nxt[x] = materialize(v, w, copy=owns_input(v, w, g))
-        return update, nxt
+            for i in range(n):
+                vi = v[i] if isinstance(v, list) else v
+                nxt[i][x] = materialize(vi, ws[i], copy=owns_input(vi, ws[i], gs[i]))
+        return updates, nxt
 
     # ---------------------------------------------------------------- many tensors at once
     reuse_slots: bool = True
@@ -180,13 +213,17 @@ class CompiledProgram:
         fmax = torch.finfo(params[0].dtype).max
         for ins in self._prepare(env, t, hparams):
             args = [_value(env, a) for a in ins.args]
-            if not any(isinstance(a, list) for a in args):
+            if not ins.op.never_scalar and not any(isinstance(a, list) for a in args):
                 env[ins.target] = scalar_eval(ins.op, args)
                 continue
             args = [fit(a, fmax) for a in args]
-            out = ins.op.foreach(*args) if ins.op.foreach is not None else None
+            if ins.op.group is not None:
+                out = ins.op.run_group(args[0], params)
+            else:
+                out = ins.op.foreach(*args) if ins.op.foreach is not None else None
             if out is None:
-                out = [ins.op.torch(*[a[i] if isinstance(a, list) else a for a in args]) for i in range(n)]
+                out = [ins.op.run([a[i] if isinstance(a, list) else a for a in args], None, params[i])
+                       for i in range(n)]
                 # an op may pick a scalar argument (where with a scalar condition): keep lists of tensors
                 out = [o if isinstance(o, Tensor) else as_tensor(o, p) for o, p in zip(out, params)]
             env[ins.target] = list(out)

@@ -16,7 +16,7 @@ import re
 from typing import Optional
 
 from .graph import prune
-from .ops import OPS
+from .ops import OPS, helper_source
 from .printer import to_text
 from .program import Arg, Program
 
@@ -24,7 +24,7 @@ __all__ = ["export_optimizer"]
 
 # Names the generated code itself uses; program names equal to one of them are renamed.
 _RESERVED = {"torch", "self", "p", "group", "state", "closure", "loss", "params", "defaults",
-             "w", "g", "lr", "t", "_f64", "__class__",
+             "w", "g", "lr", "t", "_f64", "__class__", "ps", "math", "zip",
              "float", "len", "dict", "super", "ValueError", "RuntimeError"}  # builtins it calls
 _FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__", "open", "getattr", "setattr"}
 
@@ -118,21 +118,43 @@ def export_optimizer(program: Program, class_name: Optional[str] = None) -> str:
     def text(a: Arg) -> str:
         return _float_literal(a) if isinstance(a, float) else local[a]
 
+    # group mode (a whole-group function such as global_norm): every value of a step is a list
+    # over the parameters with a gradient, each statement a comprehension over them
+    group_mode = any(OPS[s.op].group is not None for s in p.body)
+    helpers: list[str] = []
     lines: list[str] = []
     uses_f64 = False
     for s in p.body:
         o = OPS[s.op]
+        helpers += o.helpers
         if not o.code:
             raise ValueError(f"op {s.op!r} has no code template for export")
-        if any(is_tensor(a) for a in s.args):
-            args = [_Val(text(a), is_tensor(a)) for a in s.args]
-            expr = o.code.format(*args)
+        if o.never_scalar or any(is_tensor(a) for a in s.args):
             tensor[s.target] = True
-            full[s.target] = not o.reduction and any(is_full(a) for a in s.args)
+            # (a scalar-condition where may give a number or its argument itself: not full, so
+            # slot writes broadcast and copy it)
+            full[s.target] = (not o.shaped and any(is_full(a) for a in s.args)
+                              and not (o.code_scalar_first and not is_tensor(s.args[0])))
+            if group_mode and o.group is not None:  # a number: the same value for each parameter
+                expr = o.code.format(*[_Val(text(a) if is_tensor(a) else f"[w.new_tensor({text(a)}) for w in ps]", True)
+                                       for a in s.args])
+            elif group_mode:
+                names = [f"_e{i}" for i, a in enumerate(s.args) if is_tensor(a)]
+                it = iter(names)
+                args = [_Val(next(it), True) if is_tensor(a) else _Val(text(a), False) for a in s.args]
+                lists = ", ".join(text(a) for a in s.args if is_tensor(a))
+                code = o.code_scalar_first if o.code_scalar_first and not is_tensor(s.args[0]) else o.code
+                expr = (f"[{code.format(*args)} for w, {', '.join(names)} in zip(ps, {lists})]" if names
+                        else f"[{code.format(*args)} for w in ps]")
+            else:
+                code = o.code_scalar_first if o.code_scalar_first and not is_tensor(s.args[0]) else o.code
+                expr = code.format(*[_Val(text(a), is_tensor(a)) for a in s.args])
         else:
             uses_f64 = True
             args = [_Val(f"_f64({text(a)})", True) for a in s.args]
-            expr = f"float({o.code.format(*args)})"
+            # group mode: w is the list of parameters; a scalar statement takes dtype from the first
+            code = re.sub(r"\bw\.", "ps[0].", o.code) if group_mode else o.code
+            expr = f"float({code.format(*args)})"
             tensor[s.target] = False
             full[s.target] = False
         lines.append(f"{local[s.target]} = {expr}")
@@ -141,15 +163,23 @@ def export_optimizer(program: Program, class_name: Optional[str] = None) -> str:
     for x, a in zip(p.slot_names, p.next_state):
         if isinstance(a, str) and a == x:
             continue
+        v = "_v" if group_mode else text(a)
         if not is_tensor(a):
             value = f"torch.full_like(w, {text(a)})"
         elif not is_full(a):
-            value = f"{text(a)}.expand_as(w).clone()"
+            value = f"{v}.expand_as(w).clone()"
         elif a in ("w", "g"):
-            value = f"{text(a)}.clone()"
+            value = f"{v}.clone()"
         else:
-            value = text(a)
-        writes.append(f'state["{x}"] = {value}')
+            value = v
+        if group_mode and is_tensor(a):
+            writes.append(f'for w, _v in zip(ps, {text(a)}):')
+            writes.append(f'    self.state[w]["{x}"] = {value}')
+        elif group_mode:
+            writes.append(f'for w in ps:')
+            writes.append(f'    self.state[w]["{x}"] = {value}')
+        else:
+            writes.append(f'state["{x}"] = {value}')
 
     # -- assemble -----------------------------------------------------------------------
     from .symbolic import to_math  # sympy only when exporting
@@ -188,6 +218,8 @@ def export_optimizer(program: Program, class_name: Optional[str] = None) -> str:
         f"__all__ = [{cls!r}]",
         "",
     ]
+    if helpers:
+        out += ["", helper_source(helpers), ""]
     if uses_f64:
         out += [
             "",
@@ -221,38 +253,81 @@ def export_optimizer(program: Program, class_name: Optional[str] = None) -> str:
         out.append('            lr = float(group["lr"])')
     for x, _ in hp:
         out.append(f'            {local[x]} = float(group["{local[x]}"])')
-    out += [
-        '            for p in group["params"]:',
-        "                if p.grad is None:",
-        "                    continue",
-        "                if p.grad.is_sparse:",
-        f'                    raise RuntimeError("{cls} does not support sparse gradients")',
-        "                state = self.state[p]",
-        "                if len(state) == 0:",
-        '                    state["step"] = 0.0',
-    ]
-    for x, v in p.slots:
-        if v == 0.0:
-            out.append(f'                    state["{x}"] = torch.zeros_like(p, memory_format=torch.preserve_format)')
-        else:
-            out.append(f'                    state["{x}"] = torch.full_like(p, {v!r}, memory_format=torch.preserve_format)')
-    out += [
-        '                state["step"] += 1.0',
-        "                w = p",
-    ]
-    if "g" in used_inputs:
-        out.append("                g = p.grad")
-    if "t" in used_inputs:
-        out.append('                t = state["step"]')
-    for x in p.slot_names:
-        out.append(f'                {local[x]} = state["{x}"]')
-    out += ["                " + line for line in lines]
-    out += ["                " + line for line in writes]
-    out.append(f"                p.sub_({text(p.update)})")
-    out += ["        return loss", ""]
+    if group_mode:
+        out += _group_step(p, cls, local, lines, writes, text, is_tensor, used_inputs)
+    else:
+        out += [
+            '            for p in group["params"]:',
+            "                if p.grad is None:",
+            "                    continue",
+            "                if p.grad.is_sparse:",
+            f'                    raise RuntimeError("{cls} does not support sparse gradients")',
+            "                state = self.state[p]",
+            "                if len(state) == 0:",
+            '                    state["step"] = 0.0',
+        ]
+        for x, v in p.slots:
+            if v == 0.0:
+                out.append(f'                    state["{x}"] = torch.zeros_like(p, memory_format=torch.preserve_format)')
+            else:
+                out.append(f'                    state["{x}"] = torch.full_like(p, {v!r}, memory_format=torch.preserve_format)')
+        out += [
+            '                state["step"] += 1.0',
+            "                w = p",
+        ]
+        if "g" in used_inputs:
+            out.append("                g = p.grad")
+        if "t" in used_inputs:
+            out.append('                t = state["step"]')
+        for x in p.slot_names:
+            out.append(f'                {local[x]} = state["{x}"]')
+        out += ["                " + line for line in lines]
+        out += ["                " + line for line in writes]
+        out.append(f"                p.sub_({text(p.update)})")
+        out += ["        return loss", ""]
     src = "\n".join(out)
     _check(src)
     return src
+
+
+def _group_step(p: Program, cls: str, local: dict, lines: list, writes: list, text, is_tensor,
+                used_inputs: set) -> list[str]:
+    """The loop body of a group-mode step: lists over the parameters with a gradient."""
+    ind = "            "
+    out = [
+        ind + 'ps = [p for p in group["params"] if p.grad is not None]',
+        ind + "if not ps:",
+        ind + "    continue",
+        ind + "for p in ps:",
+        ind + "    if p.grad.is_sparse:",
+        ind + f'        raise RuntimeError("{cls} does not support sparse gradients")',
+        ind + "    state = self.state[p]",
+        ind + "    if len(state) == 0:",
+        ind + '        state["step"] = 0.0',
+    ]
+    for x, v in p.slots:
+        out.append(ind + f'        state["{x}"] = torch.full_like(p, {v!r}, memory_format=torch.preserve_format)')
+    out += [
+        ind + '    state["step"] += 1.0',
+        ind + 'if len({(q.device, q.dtype, self.state[q]["step"]) for q in ps}) > 1:',
+        ind + f'    raise ValueError("{cls}: a whole-group function needs every parameter with a gradient '
+              f'to share device, dtype and step count")',
+        ind + "w = ps",
+    ]
+    if "g" in used_inputs:
+        out.append(ind + "g = [q.grad for q in ps]")
+    if "t" in used_inputs:
+        out.append(ind + 't = self.state[ps[0]]["step"]')
+    for x in p.slot_names:
+        out.append(ind + f'{local[x]} = [self.state[q]["{x}"] for q in ps]')
+    out += [ind + line for line in lines]
+    out += [ind + line for line in writes]
+    if is_tensor(p.update):
+        out += [ind + f"for q, u in zip(ps, {text(p.update)}):", ind + "    q.sub_(u)"]
+    else:
+        out += [ind + "for q in ps:", ind + f"    q.sub_({text(p.update)})"]
+    out += ["        return loss", ""]
+    return out
 
 
 def _check(src: str) -> None:

@@ -9,8 +9,11 @@ path's results, bit for bit except where noted under 2.
 1. Argument kinds. Every value is a *scalar* (a Python float: ``lr``, ``t``, hyperparameters
    and statements of only those), a *full* list (one tensor per parameter with the
    parameter's shape: ``w``, ``g``, slots, and elementwise results with a full argument) or
-   another *list* (per-tensor reductions such as ``norm``, and results whose shape the plan
-   does not vouch for). Only full lists are fused or written in place.
+   another *list* (per-tensor reductions such as ``norm``, every op marked ``shaped`` in the
+   op table: ``row_mean``, ``orthogonalize``, ``is_matrix`` (never a scalar, even of scalars),
+   ``global_norm`` (its ``foreach`` form sees the whole list, so a plan steps a whole group),
+   and results whose shape the plan does not vouch for). Only full lists are fused or written
+   in place.
 
 2. Fusion of single-use temporaries: a statement read once, by the statement that absorbs
    it, and not an output, is never materialized.
@@ -205,10 +208,13 @@ class Plan:
             for i in s.fit:
                 vals[i] = fit(vals[i], fmax)
             k = s.kernel
-            if k is None:
+            if k is None and s.op.group is not None:
+                env[s.target] = s.op.run_group(vals[0], params)
+            elif k is None:
                 out = s.op.foreach(*vals) if s.op.foreach is not None else None
                 if out is None:
-                    out = [s.op.torch(*[a[i] if isinstance(a, list) else a for a in vals]) for i in range(n)]
+                    out = [s.op.run([a[i] if isinstance(a, list) else a for a in vals], None, params[i])
+                           for i in range(n)]
                     # an op may pick a scalar argument (where with a scalar condition)
                     out = [o if isinstance(o, Tensor) else as_tensor(o, p) for o, p in zip(out, params)]
                 env[s.target] = list(out)
@@ -357,9 +363,11 @@ def build_plan(compiled, slot_reuse: bool) -> Plan:
 
     for ins in compiled.dynamic:
         ks = [kind(a) for a in ins.args]
-        if all(k == SCALAR for k in ks):
+        if ins.op.never_scalar:  # per parameter, never a scalar (`dsl.ops.Op.never_scalar`)
+            kinds[ins.target] = LIST
+        elif all(k == SCALAR for k in ks):
             kinds[ins.target] = SCALAR
-        elif ins.op.reduction:
+        elif ins.op.shaped:
             kinds[ins.target] = LIST
         elif ins.op.kernel(_pattern(ks)) is not None:
             # torch broadcasting: a full argument makes a full result
@@ -429,7 +437,7 @@ def build_plan(compiled, slot_reuse: bool) -> Plan:
             continue
         else:
             entry = ins.op.kernel(_pattern([kind(a) for a in ins.args]))
-            if entry is None or ins.op.reduction:
+            if entry is None or ins.op.shaped:
                 step = Step(ins.target, k, ins.args, ins.op)
             else:
                 kernel, order = entry

@@ -42,6 +42,19 @@ class Op:
     symbol: Optional[str] = None  # infix/prefix operator in program text, if any
     foreach: Optional[Callable[..., Optional[list]]] = None
     reduction: bool = False  # per-tensor reduction broadcast back (norm, mean, ...)
+    # Not elementwise: ``torch`` takes ``dims`` (the per-copy dims, as reductions) and is run per
+    # tensor through the op table on every path (never fused, never blocked). Implied by
+    # ``reduction`` and ``group``.
+    shaped: bool = False
+    # A whole-group function (`global_norm`): ``group(xs, dims)`` takes one value per parameter
+    # tensor of the group (``dims``: a list of per-copy dims, or None) and returns one value per
+    # tensor; every path calls it through `Op.run_group`, never per tensor nor as a scalar
+    # statement. ``torch`` is its form for a group of one tensor.
+    group: Optional[Callable[..., list]] = None
+    # A function of the parameter's shape (`is_matrix`): every path computes it per parameter
+    # as ``torch(w, dims=...)`` whatever the argument, never as a scalar statement (so a number,
+    # ``lr`` or a hyperparameter as the argument give what ``w`` gives, as tensors or floats).
+    param_ndim: bool = False
     # Elementwise kernels on lists of tensors (`dsl.kernels`), by argument pattern ('L' a list
     # of tensors, 's' a scalar): ``(pattern, kernel, argument index for each kernel argument)``.
     # They give ``foreach`` when it is not set, and the optimizer's fast path its in-place forms.
@@ -51,10 +64,38 @@ class Op:
     # must be a tensor (a Python number there is written as ``w.new_tensor(x)``); ``w`` names
     # the parameter tensor (dtype and device of every value of a step).
     code: str = ""
+    # ``code`` when the first argument is a number and another a tensor (``where`` with a scalar
+    # condition picks an argument as it is, unbroadcast, as `dsl.compile` does: reductions and
+    # global_norm of the result then agree on every path; the export copies it into slots).
+    code_scalar_first: str = ""
+    # Functions of this module the ``code`` template calls (``_row_mean``): their source goes
+    # into exported modules, so an export computes exactly what the op table does.
+    helpers: tuple = ()
 
     def __post_init__(self) -> None:
         if self.foreach is None and self.kernels:
             object.__setattr__(self, "foreach", _from_kernels(self.kernels))
+        if self.reduction or self.group is not None or self.param_ndim:
+            object.__setattr__(self, "shaped", True)
+
+    @property
+    def never_scalar(self) -> bool:
+        """Computed per parameter even of numbers (`is_matrix`, `global_norm`): never a scalar statement."""
+        return self.param_ndim or self.group is not None
+
+    def run_group(self, x: Any, params: list, dims: Optional[list] = None) -> list:
+        """The group function on one value per parameter (a number: the same 0-dim value for each)."""
+        xs = x if _is_list(x) else [_tensor(x, p) for p in params]
+        return self.group(xs, dims)
+
+    def run(self, args: list, dims: Any = None, w: Optional[Tensor] = None) -> Any:
+        """``torch`` on one tensor's arguments, with ``dims`` where the op takes them; ``w``: the
+        parameter (tensor or stacked copies) they belong to."""
+        if self.param_ndim:
+            return self.torch(w, dims=dims)
+        if self.shaped:
+            return self.torch(*args, dims=dims)
+        return self.torch(*args)
 
     def kernel(self, pattern: str) -> Optional[tuple[Kernel, tuple[int, ...]]]:
         """``(kernel, argument order)`` for an argument pattern such as ``'Ls'``, or None."""
@@ -187,6 +228,102 @@ def _dot(a, b, dims=None):
     return p.sum() if dims is None else p.sum(dim=dims, keepdim=True)
 
 
+def _copy_ndim(x, dims):
+    """Dims of one copy: all of ``x``'s, or the ``dims`` a batched caller reduces over."""
+    return x.ndim if dims is None else len(dims)
+
+
+def _row_mean(x, dims=None):
+    return x.mean(dim=-1, keepdim=True) if _copy_ndim(x, dims) >= 2 else x
+
+
+def _col_mean(x, dims=None):
+    return x.mean(dim=-2, keepdim=True) if _copy_ndim(x, dims) >= 2 else x
+
+
+def _is_matrix(x, dims=None):
+    """Of the parameter ``x``: 0-dim, or ``[*copies, 1, ...]`` with ``dims`` (a value per copy)."""
+    nd = _copy_ndim(x, dims)
+    shape = () if dims is None else (*x.shape[:x.ndim - len(dims)], *[1] * len(dims))
+    return torch.full(shape, 1.0 if nd >= 2 else 0.0, dtype=x.dtype, device=x.device)
+
+
+NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+"""``(a, b, c)`` of the quintic Newton-Schulz step of ``torch.optim.Muon`` (torch 2.13)."""
+NS_STEPS = 5
+NS_EPS = 1e-7
+
+
+def _orthogonalize(x, dims=None):
+    """Muon's Newton-Schulz iteration on each copy, in ``x``'s dtype (torch.optim.Muon: bfloat16).
+
+    A copy of shape ``s`` is a matrix ``(s[0], prod(s[1:]))`` (Muon's flattening of conv
+    filters); 1-D as a ``1 x n`` row, 0-dim as ``1 x 1``. ``X = M / max(||M||_F, 1e-7)`` (on
+    ``M.T`` when it has more rows than columns), then 5 times ``A = X X^T``,
+    ``X = a X + (b A + c A A) X``.
+    """
+    nd = _copy_ndim(x, dims)
+    if dims is not None and tuple(dims) != tuple(range(x.ndim - nd, x.ndim)):
+        raise ValueError(f"orthogonalize: reduce dims {tuple(dims)} are not the trailing dims of {tuple(x.shape)}")
+    s = x.shape[x.ndim - nd:]
+    rows, cols = (s[0], torch.Size(s[1:]).numel()) if nd >= 2 else (1, torch.Size(s).numel())
+    if x.numel() == 0:
+        return x.clone()
+    m = x.reshape(-1, rows, cols)
+    if rows > cols:
+        m = m.mT
+    a, b, c = NS_COEFFICIENTS
+    m = m / torch.linalg.vector_norm(m, dim=(-2, -1), keepdim=True).clamp(min=NS_EPS)
+    for _ in range(NS_STEPS):
+        gram = m @ m.mT
+        upd = torch.baddbmm(gram, gram, gram, beta=b, alpha=c)
+        m = torch.baddbmm(m, upd, m, beta=a)
+    if rows > cols:
+        m = m.mT
+    return m.reshape(x.shape)
+
+
+def _global_norm_group(xs, dims=None):
+    """sqrt(sum over tensors of sum(x_i ** 2)), per copy, shaped to broadcast against each x_i.
+
+    ``dims``: per tensor, the dims of one copy (None: each x_i is one copy). A 0-dim x_i is one
+    value shared by every copy (a number as the argument: one value per tensor, so
+    ``global_norm(lr)`` is ``sqrt(n) * |lr|`` for n tensors, as ``global_norm(norm(g))`` is the
+    global norm of g). Sums of squares in the tensors' dtype, added tensor by tensor in group
+    order (every path calls this function).
+    """
+    if not xs:
+        return []
+    if dims is None:
+        total = sum((torch.sum(x * x) for x in xs[1:]), torch.sum(xs[0] * xs[0]))
+        return [torch.sqrt(total)] * len(xs)
+    sq, lead = [], None
+    for x, d in zip(xs, dims):
+        d = tuple(d)
+        if x.ndim == 0:
+            sq.append(x * x)
+            continue
+        s = x * x if d == () else torch.sum(x * x, dim=d, keepdim=True)
+        shape = tuple(x.shape[i] for i in range(x.ndim) if i not in d)
+        if lead is not None and shape != lead:
+            raise ValueError(f"global_norm: tensors of the group have different copy shapes {lead} and {shape}")
+        lead = shape
+        sq.append(s.reshape(shape))
+    n = torch.sqrt(sum(sq[1:], sq[0]))
+    out = []
+    for x, d in zip(xs, dims):
+        if x.ndim == 0:
+            out.append(n.reshape((*n.shape, *[1] * len(d))))
+        else:
+            out.append(n.reshape([1 if i in d else x.shape[i] for i in range(x.ndim)]))
+    return out
+
+
+def _global_norm(x, dims=None):
+    """The group of one tensor."""
+    return _global_norm_group([x], None if dims is None else [dims])[0]
+
+
 def _sym_piecewise_cmp(rel):
     def run(a, b):
         sp = _sp()
@@ -273,7 +410,7 @@ _TABLE = [
        kernels=_minmax(K.foreach("minimum"), K.foreach("clamp_max")),
        code="torch.minimum({0:t}, {1:t})"),
     Op("where", 3, _where, _sym_where, "a where cond != 0 else b",
-       code="torch.where({0:t} != 0, {1:t}, {2})"),
+       code="torch.where({0:t} != 0, {1:t}, {2})", code_scalar_first="({1:t} if {0} != 0 else {2:t})"),
     # per-tensor reductions, broadcast back against the tensor
     Op("norm", 1, _norm, _sym_reduction("norm"), "L2 norm of the whole tensor: sqrt(sum(x**2))",
        None, lambda x: torch._foreach_norm(x) if _is_list(x) else None, reduction=True,
@@ -285,6 +422,24 @@ _TABLE = [
        code="torch.mean({0})"),
     Op("dot", 2, _dot, _sym_reduction("dot"), "sum(a * b) over the tensor", reduction=True,
        code="torch.sum({0} * {1})"),
+    # functions of a tensor's shape: factored moments (Adafactor), matrix-only rules (LARS, Muon)
+    Op("row_mean", 1, _row_mean, _sym_reduction("row_mean"),
+       "mean over the last dim, kept (x.mean(-1, keepdim=True)); tensors of < 2 dims: x itself",
+       shaped=True, code="_row_mean({0:t})", helpers=("_copy_ndim", "_row_mean")),
+    Op("col_mean", 1, _col_mean, _sym_reduction("col_mean"),
+       "mean over the second-to-last dim, kept (x.mean(-2, keepdim=True)); tensors of < 2 dims: x itself",
+       shaped=True, code="_col_mean({0:t})", helpers=("_copy_ndim", "_col_mean")),
+    Op("is_matrix", 1, _is_matrix, _sym_reduction("is_matrix"),
+       "1.0 when the parameter has >= 2 dims, else 0.0 (of w, whatever the argument)",
+       param_ndim=True, code="w.new_tensor(1.0 if w.ndim >= 2 else 0.0)"),
+    Op("orthogonalize", 1, _orthogonalize, _sym_reduction("orthogonalize"),
+       "torch.optim.Muon's Newton-Schulz: ~U V^T of x (as (d0, d1*...), 1-D as a 1 x n row), 5 steps",
+       shaped=True, code="_orthogonalize({0:t})",
+       helpers=("NS_COEFFICIENTS", "NS_STEPS", "NS_EPS", "_copy_ndim", "_orthogonalize")),
+    # a function of the whole parameter group
+    Op("global_norm", 1, _global_norm, _sym_reduction("global_norm"),
+       "L2 norm over every tensor of the parameter group: sqrt(sum_i sum(x_i**2)) (whole group)",
+       group=_global_norm_group, code="_global_norm_group({0})", helpers=("_global_norm_group",)),
 ]
 
 OPS: dict[str, Op] = {o.name: o for o in _TABLE}
@@ -297,6 +452,24 @@ FUNCTIONS: dict[str, Op] = {o.name: o for o in _TABLE if o.symbol is None}
 """Ops written as calls in program text."""
 
 
+def helper_source(names: list[str]) -> str:
+    """Source text of this module's helpers (functions, constants, ``math``) for exported code."""
+    import inspect
+
+    out, seen = [], set()
+    for n in names:
+        if n in seen:
+            continue
+        seen.add(n)
+        if n == "math":
+            out.insert(0, "import math")
+        elif callable(globals()[n]):
+            out.append(inspect.getsource(globals()[n]))
+        else:
+            out.append(f"{n} = {globals()[n]!r}")
+    return "\n".join(out)
+
+
 def op(name: str) -> Op:
     return OPS[name]
 
@@ -306,5 +479,7 @@ def scalar_eval(o: Op, args: list) -> float:
     ts = [torch.tensor(a, dtype=torch.float64) for a in args]
     if o.name == "where":
         return args[1] if args[0] != 0 else args[2]
+    if o.never_scalar:
+        raise ValueError(f"{o.name} is computed per parameter, never of numbers alone")
     r = o.torch(*ts)
     return float(r)

@@ -34,6 +34,9 @@ class ProgramOptimizer(torch.optim.Optimizer):
     ``add_param_group`` work as with any torch optimizer). Slots live in ``self.state[p]``
     under their names, next to ``step`` (the count ``t`` of the last step).
     Parameters sharing device, dtype and step are updated together with multi-tensor ops.
+    A program with a whole-group function (``global_norm``) steps each param group in one call
+    over every parameter with a gradient; they must then share device, dtype and step count
+    (a ValueError otherwise).
     """
 
     def __init__(self, params: Iterable, program: Union[Program, str, os.PathLike], lr: float = 1e-3,
@@ -68,12 +71,19 @@ class ProgramOptimizer(torch.optim.Optimizer):
                     raise RuntimeError("ProgramOptimizer does not support sparse gradients")
                 if torch.is_complex(p):
                     raise RuntimeError("ProgramOptimizer does not support complex parameters")
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0.0
-                    state.update(self._compiled.init_state(p))
-                state["step"] = float(state["step"]) + 1.0
-                buckets[(p.device, p.dtype, state["step"])].append(p)
+                step = float(self.state[p]["step"]) + 1.0 if p in self.state and self.state[p] else 1.0
+                buckets[(p.device, p.dtype, step)].append(p)
+            if self._compiled.uses_group and len(buckets) > 1:  # checked before any state changes
+                raise ValueError(
+                    f"program {self.program.name!r} uses a whole-group function (global_norm): every parameter "
+                    f"with a gradient in a param group must share device, dtype and step count; found "
+                    f"{sorted((str(d), str(dt), t) for d, dt, t in buckets)}")
+            for (_, _, t), ps in buckets.items():
+                for p in ps:
+                    state = self.state[p]
+                    if not state:
+                        state.update(self._compiled.init_state(p))
+                    state["step"] = t
             hp = {k: _scalar(group[k]) for k in names}
             for (_, _, t), ps in buckets.items():
                 self._compiled.step_foreach(ps, [p.grad for p in ps], [self.state[p] for p in ps],

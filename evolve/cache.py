@@ -35,7 +35,11 @@ _W, _G = _inputs()
 
 
 def fingerprint(program: Program) -> str:
-    """Hash of the program's updates over a few steps on fixed inputs, rounded to 6 significant digits."""
+    """Hash of the program's updates over a few steps on fixed inputs, rounded to 6 significant digits.
+
+    Per tensor (a matrix and a vector, so shape functions such as ``is_matrix`` and ``row_mean``
+    show); a program with a whole-group function also on both tensors as one group, so
+    ``global_norm(g)`` and ``norm(g)`` differ. Fingerprints of other programs are unchanged."""
     cp = compile(program)
     parts = []
     try:
@@ -47,6 +51,13 @@ def fingerprint(program: Program) -> str:
                 upd = upd.expand_as(w)
                 w = w - upd
                 parts.append(";".join(f"{v:.5e}" for v in upd.flatten().tolist()))
+        if cp.uses_group:  # global_norm: also the whole group (apply alone sees one tensor)
+            ws = [w.clone() for w in _W]
+            states = [cp.init_state(w) for w in ws]
+            for step in range(_STEPS):
+                ups, states = cp.apply_group(ws, _G[step], _LRS[step], float(step + 1), states)
+                ws = [w - u.expand_as(w) for w, u in zip(ws, ups)]
+                parts += [";".join(f"{v:.5e}" for v in u.expand_as(w).flatten().tolist()) for w, u in zip(ws, ups)]
     except Exception as e:  # a program that cannot run has a fingerprint of its own
         parts = [f"error:{program.hash}:{type(e).__name__}"]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]

@@ -82,15 +82,17 @@ _FLAT = "\0all"  # the state key of a group stepped on all parameters at once
 class _Group:
     """Consecutive copies running one program: their original indices and state slots.
 
-    ``flat``: the program is elementwise (no per-tensor reduction), so one call steps every
-    parameter tensor at once, concatenated as ``[copies, total size]`` (same numbers, a
-    fraction of the Python overhead of one call per tensor); its state is ``state[_FLAT]``.
-    Otherwise ``state[name]`` per parameter tensor.
+    ``flat``: the program is elementwise (no per-tensor reduction or other shaped function), so
+    one call steps every parameter tensor at once, concatenated as ``[copies, total size]``
+    (same numbers, a fraction of the Python overhead of one call per tensor); its state is
+    ``state[_FLAT]``. Otherwise one `dsl.CompiledProgram.apply_group` call steps the tensors
+    side by side (group functions such as ``global_norm`` see all of them, per copy), with
+    ``state[name]`` per parameter tensor.
     """
 
     def __init__(self, cp: dsl.CompiledProgram, rows: list[int]):
         self.cp, self.rows = cp, rows
-        self.flat = not any(ins.op.reduction for ins in cp.instrs)
+        self.flat = not any(ins.op.shaped for ins in cp.instrs)
         self.state: dict[str, dict[str, Tensor]] = {}
 
 
@@ -267,11 +269,12 @@ class _Trainer:
                         pieces = torch.split(nw, [self.params[n][0].numel() for n in self.names], 1)
                         parts = {n: x.view(k, *self.params[n].shape[1:]) for n, x in zip(self.names, pieces)}
                     else:
-                        for n in self.names:
-                            w = self.params[n][start:stop].detach()
-                            lr = lr_now[start:stop].view(-1, *([1] * (w.ndim - 1)))
-                            parts[n], states[n] = _apply(grp.cp, w, grads[n][start:stop], lr, t, grp.state[n],
-                                                         self.reduce[n])
+                        ws = [self.params[n][start:stop].detach() for n in self.names]
+                        lrs = [lr_now[start:stop].view(-1, *([1] * (w.ndim - 1))) for w in ws]
+                        nws, sts = _apply_group(grp.cp, ws, [grads[n][start:stop] for n in self.names], lrs, t,
+                                                [grp.state[n] for n in self.names],
+                                                [self.reduce[n] for n in self.names])
+                        parts, states = dict(zip(self.names, nws)), dict(zip(self.names, sts))
                 except Exception as e:
                     for i in grp.rows:
                         self.fail(i, ERROR, f"{_err(e)} (step {step})", step)
@@ -337,6 +340,19 @@ def _apply(cp: dsl.CompiledProgram, w: Tensor, g: Tensor, lr: Tensor, t: float, 
     if nw.shape != w.shape:
         raise ValueError(f"update of shape {tuple(upd.shape)} for parameters of shape {tuple(w.shape)}")
     return nw.to(w.dtype), st
+
+
+def _apply_group(cp: dsl.CompiledProgram, ws: list[Tensor], gs: list[Tensor], lrs: list[Tensor], t: float,
+                 states: list[dict], dims: list[tuple]) -> tuple[list[Tensor], list[dict]]:
+    """`_apply` for every tensor of the model at once (`dsl.CompiledProgram.apply_group`)."""
+    ups, sts = cp.apply_group(ws, gs, lrs, t, states, reduce_dims=dims)
+    out = []
+    for w, upd in zip(ws, ups):
+        nw = w - upd
+        if nw.shape != w.shape:
+            raise ValueError(f"update of shape {tuple(upd.shape)} for parameters of shape {tuple(w.shape)}")
+        out.append(nw.to(w.dtype))
+    return out, sts
 
 
 def _err(e: BaseException) -> str:

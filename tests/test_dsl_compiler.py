@@ -30,7 +30,10 @@ def test_foreach_path_equals_per_tensor_path(p):
     cp = dsl.compile(p)
     ws, gs = _tensors(1), _tensors(2)
     states = [{x: torch.randn(w.shape, dtype=w.dtype) for x in p.slot_names} for w in ws]
-    expected = [cp.apply(w, g, 0.1, 2.0, st) for w, g, st in zip(ws, gs, states)]
+    if cp.uses_group:  # global_norm: the group is every tensor
+        expected = list(zip(*cp.apply_group(ws, gs, 0.1, 2.0, states)))
+    else:
+        expected = [cp.apply(w, g, 0.1, 2.0, st) for w, g, st in zip(ws, gs, states)]
     params = [w.clone() for w in ws]
     new_states = [dict(st) for st in states]
     cp.step_foreach(params, gs, new_states, 0.1, 2.0)

@@ -40,12 +40,16 @@ def _form(form):
 
 
 def _reference(p, ws, gs, states, steps, lr=0.1):
-    """Per-tensor `apply`, step after step: [(weights, states)] after each step."""
+    """Per-tensor `apply` (`apply_group` for a program with a group function), step after step:
+    [(weights, states)] after each step."""
     cp = dsl.compile(p)
     ws, states = [w.clone() for w in ws], [dict(st) for st in states]
     out = []
     for t in range(1, steps + 1):
-        for i, (w, g) in enumerate(zip(ws, gs)):
+        if cp.uses_group:
+            ups, states = cp.apply_group(ws, gs, lr, float(t), states)
+            ws = [w - u for w, u in zip(ws, ups)]
+        for i, (w, g) in enumerate(zip(ws, gs) if not cp.uses_group else []):
             upd, nxt = cp.apply(w, g, lr, float(t), states[i])
             ws[i] = w - upd
             states[i] = nxt

@@ -2,10 +2,11 @@
 gradient's own tensor.
 
 Paths: the per-tensor `CompiledProgram.apply` (parameters then stepped in place, as an optimizer
-would), the plain statement-by-statement ``step_foreach`` (taken with tensor hyperparameters),
+would; for a program with a whole-group function, `CompiledProgram.apply_group` on all tensors
+instead, which every program also runs as the path "apply-group"), the plain statement-by-statement ``step_foreach`` (taken with tensor hyperparameters),
 the fast path's plan (multi-tensor, with and without slot reuse, and in blocks),
 `dsl.ProgramOptimizer`, the optimizer `dsl.export_optimizer` writes, and the batched trainer's step (`tasks.train._apply` on stacked copies,
-per tensor and flattened). Gradients live in the same tensors from step to step and are
+per tensor, as the whole model, and flattened). Gradients live in the same tensors from step to step and are
 overwritten in place before each step (as ``backward`` into ``.grad`` does), so a slot that
 kept the gradient's tensor would change with it; parameters are stepped in place, so a slot
 that kept the parameter's tensor would follow it.
@@ -24,6 +25,7 @@ import dsl
 from dsl import fastpath
 from strategies import programs
 from tasks.train import _apply as trainer_apply
+from tasks.train import _apply_group as trainer_apply_group
 
 SHAPES = [(3, 4), (5,), (), (2, 1, 3)]
 LR = 0.1
@@ -107,7 +109,10 @@ def run_path(path, p, ws, grads_by_step, states, ts, hp=None):
                 load_grads(i)
                 for Gi, g in zip(G, gs):
                     Gi.copy_(torch.stack([g, g]))
-                for j, w in enumerate(W):
+                if path == "trainer-group":
+                    W, S = trainer_apply_group(cp, W, G, [lr.view(2, *[1] * (w.ndim - 1)) for w in W], t, S,
+                                               [tuple(range(1, w.ndim)) for w in W])
+                for j, w in enumerate(W if path == "trainer" else []):
                     dims = tuple(range(1, w.ndim))
                     W[j], S[j] = trainer_apply(cp, w, G[j], lr.view(2, *[1] * (w.ndim - 1)), t, S[j], dims)
                 out.append(_snapshot([w[0] for w in W], [{k: v[0] for k, v in s.items()} for s in S]))
@@ -121,7 +126,11 @@ def run_path(path, p, ws, grads_by_step, states, ts, hp=None):
         with _blocks() if path == "blocked" else contextlib.nullcontext():
             for i, t in enumerate(ts):
                 load_grads(i)
-                if path == "apply":
+                if path == "apply-group" or (path == "apply" and cp.uses_group):
+                    ups, states = cp.apply_group(ws, gs, LR, t, states, hp)
+                    for w, upd in zip(ws, ups):
+                        w.sub_(upd)
+                elif path == "apply":
                     for j, (w, g) in enumerate(zip(ws, gs)):
                         upd, states[j] = cp.apply(w, g, LR, t, states[j], hp)
                         w.sub_(upd)  # in place, as an optimizer steps its parameters
@@ -145,7 +154,8 @@ def _exported(p):
 
 def _paths(p, hp):
     """The paths that apply to ``p`` with hyperparameters ``hp``."""
-    out = ["apply", "plain", "trainer"]
+    group = dsl.compile(p).uses_group
+    out = ["apply", "plain", "trainer-group"] + ([] if group else ["apply-group", "trainer"])
     if "step" not in p.slot_names and "params" not in p.hparam_names:  # names ProgramOptimizer keeps
         out.append("optimizer")
         # the exported class takes hyperparameters under their names unless it renamed one
@@ -156,7 +166,7 @@ def _paths(p, hp):
         if dsl.compile(p).plan().blockable:
             out.append("blocked")
     # the trainer runs the program's defaults; tensor hyperparameters below equal them
-    if not any(i.op.reduction for i in dsl.compile(p).instrs):
+    if not any(i.op.shaped for i in dsl.compile(p).instrs):
         out.append("trainer-flat")
     return out
 
@@ -281,3 +291,27 @@ def test_random_programs_on_every_path(p, t, tensor_hp):
     fused update may differ: `dsl.fastpath`, point 2), at a drawn step count."""
     hp = {k: torch.tensor(v, dtype=torch.float64) for k, v in p.hparams} if tensor_hp else None
     check_paths(p, hp, ts=[t], rtol=1e-9, atol=1e-9)
+
+
+# ---------------------------------------------------------------- shape and group functions
+
+SHAPED = [
+    "g / global_norm(g)", "g * global_norm(s) + w / global_norm(w * k)",
+    "row_mean(g * g) * col_mean(s)", "col_mean(row_mean(g)) + s",
+    "is_matrix(w) * g + (1 - is_matrix(lr)) * s", "where(is_matrix(k), orthogonalize(s), g)",
+    "orthogonalize(g + s)", "orthogonalize(norm(g)) * g", "orthogonalize(row_mean(g))",
+    "global_norm(orthogonalize(g)) * row_mean(s)",
+    # of numbers: one value per tensor (sqrt(4) * |x| here), the same on every path
+    "g * global_norm(lr)", "g * global_norm(k) + global_norm(2.0) * s", "g / global_norm(norm(g))",
+    "where(t > 1, 1.0, g) * global_norm(where(t > 2, 0.5, s))",
+]
+
+
+@pytest.mark.parametrize("tensor_hp", [False, True], ids=["float-hp", "tensor-hp"])
+@pytest.mark.parametrize("expr", SHAPED)
+def test_shape_and_group_functions_on_every_path(expr, tensor_hp):
+    """The new functions in a slot's next value and in the update, on tensors of shapes (3, 4),
+    (5,), () and (2, 1, 3): every path (global_norm over the whole group on each)."""
+    hp = {"k": torch.tensor(0.5, dtype=torch.float64)} if tensor_hp else None
+    p = _program(expr, f"u = {expr}")
+    check_paths(p, hp, steps=3)

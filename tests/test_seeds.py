@@ -27,6 +27,7 @@ STEPS = 120
 RTOL, ATOL = 1e-10, 1e-12
 SEED_DIR = Path(seeds.__file__).resolve().parent
 NO_REFERENCE = {"delta_bar_delta", "nonlinear_cg", "stable_unstable"}
+MATRIX_SEEDS = {"adafactor", "adamw_clip", "lamb", "lars", "muon", "muon_adamw"}  # tests/test_seeds_matrix.py
 
 
 # ---------------------------------------------------------------- a tiny float64 problem
@@ -294,7 +295,7 @@ def test_seed_runs_the_same_in_the_batched_evaluator_path(name):
 def test_names_list_every_file():
     files = sorted(p.stem for p in SEED_DIR.glob("*.py") if p.name != "__init__.py")
     assert seeds.names() == files
-    assert set(files) == set(REFERENCES) | NO_REFERENCE
+    assert set(files) == set(REFERENCES) | NO_REFERENCE | MATRIX_SEEDS
     assert seeds.names() == sorted(seeds.names())
     assert list(seeds.load_all()) == seeds.names()
 
