@@ -10,8 +10,8 @@ path's results, bit for bit except where noted under 2.
    and statements of only those), a *full* list (one tensor per parameter with the
    parameter's shape: ``w``, ``g``, slots, and elementwise results with a full argument) or
    another *list* (per-tensor reductions such as ``norm``, every op marked ``shaped`` in the
-   op table: ``row_mean``, ``orthogonalize``, ``is_matrix`` (never a scalar, even of scalars),
-   ``global_norm`` (its ``foreach`` form sees the whole list, so a plan steps a whole group),
+   op table: ``row_mean``, ``orthogonalize``, ``is_matrix`` and ``aspect`` (never scalars,
+   even of scalars), ``global_norm`` (its ``foreach`` form sees the whole list, so a plan steps a whole group),
    and results whose shape the plan does not vouch for). Only full lists are fused or written
    in place.
 

@@ -51,7 +51,7 @@ class Op:
     # tensor; every path calls it through `Op.run_group`, never per tensor nor as a scalar
     # statement. ``torch`` is its form for a group of one tensor.
     group: Optional[Callable[..., list]] = None
-    # A function of the parameter's shape (`is_matrix`): every path computes it per parameter
+    # A function of the parameter's shape (`is_matrix`, `aspect`): every path computes it per parameter
     # as ``torch(w, dims=...)`` whatever the argument, never as a scalar statement (so a number,
     # ``lr`` or a hyperparameter as the argument give what ``w`` gives, as tensors or floats).
     param_ndim: bool = False
@@ -80,7 +80,7 @@ class Op:
 
     @property
     def never_scalar(self) -> bool:
-        """Computed per parameter even of numbers (`is_matrix`, `global_norm`): never a scalar statement."""
+        """Computed per parameter even of numbers (`is_matrix`, `aspect`, `global_norm`): never a scalar statement."""
         return self.param_ndim or self.group is not None
 
     def run_group(self, x: Any, params: list, dims: Optional[list] = None) -> list:
@@ -246,6 +246,31 @@ def _is_matrix(x, dims=None):
     nd = _copy_ndim(x, dims)
     shape = () if dims is None else (*x.shape[:x.ndim - len(dims)], *[1] * len(dims))
     return torch.full(shape, 1.0 if nd >= 2 else 0.0, dtype=x.dtype, device=x.device)
+
+
+def _aspect_ratio(shape) -> float:
+    """``shape[0] / prod(shape[1:])`` for >= 2 dims, else 1.0; IEEE on empty shapes: ``(0, n)``
+    0.0, ``(n, 0)`` inf, ``(0, 0)`` nan.
+
+    2-D: torch.optim.Muon's ``rows / cols`` (``_adjust_lr``). Above 2 dims, the matrix that
+    `_orthogonalize` works on: torch's ``_adjust_lr`` would read ``shape[:2]``, but
+    torch.optim.Muon refuses such parameters, so there is no torch convention to match, and
+    this one keeps the factor consistent with the update it scales."""
+    if len(shape) < 2:
+        return 1.0
+    rows, cols = shape[0], 1
+    for d in shape[1:]:
+        cols *= d
+    if cols == 0:
+        return float("nan") if rows == 0 else float("inf")
+    return rows / cols
+
+
+def _aspect(x, dims=None):
+    """Of the parameter ``x``: 0-dim, or ``[*copies, 1, ...]`` with ``dims`` (a value per copy)."""
+    nd = _copy_ndim(x, dims)
+    shape = () if dims is None else (*x.shape[:x.ndim - len(dims)], *[1] * len(dims))
+    return torch.full(shape, _aspect_ratio(x.shape[x.ndim - nd:]), dtype=x.dtype, device=x.device)
 
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
@@ -432,6 +457,9 @@ _TABLE = [
     Op("is_matrix", 1, _is_matrix, _sym_reduction("is_matrix"),
        "1.0 when the parameter has >= 2 dims, else 0.0 (of w, whatever the argument)",
        param_ndim=True, code="w.new_tensor(1.0 if w.ndim >= 2 else 0.0)"),
+    Op("aspect", 1, _aspect, _sym_reduction("aspect"),
+       "rows / cols of the parameter as orthogonalize flattens it: d0 / (d1*...); < 2 dims 1.0 (of w, whatever the argument)",
+       param_ndim=True, code="w.new_tensor(_aspect_ratio(w.shape))", helpers=("_aspect_ratio",)),
     Op("orthogonalize", 1, _orthogonalize, _sym_reduction("orthogonalize"),
        "torch.optim.Muon's Newton-Schulz: ~U V^T of x (as (d0, d1*...), 1-D as a 1 x n row), 5 steps",
        shaped=True, code="_orthogonalize({0:t})",

@@ -171,12 +171,12 @@ def _paths(p, hp):
     return out
 
 
-def check_paths(p, hp=None, steps=3, ts=None, rtol=1e-10, atol=1e-12):
+def check_paths(p, hp=None, steps=3, ts=None, rtol=1e-10, atol=1e-12, shapes=SHAPES):
     """Every applicable path gives `apply`'s weights and slots after every step, and slots
     never change when the gradients are overwritten afterwards."""
     ts = ts or [float(t) for t in range(1, steps + 1)]
-    ws = _tensors(1)
-    grads_by_step = [_tensors(10 + i) for i in range(len(ts))]
+    ws = _tensors(1, shapes)
+    grads_by_step = [_tensors(10 + i, shapes) for i in range(len(ts))]
     gen = torch.Generator().manual_seed(3)
     states = [{x: torch.randn(w.shape, dtype=w.dtype, generator=gen) for x in p.slot_names} for w in ws]
     ref, ref_final = run_path("apply", p, ws, grads_by_step, states, ts, hp)
@@ -299,6 +299,7 @@ SHAPED = [
     "g / global_norm(g)", "g * global_norm(s) + w / global_norm(w * k)",
     "row_mean(g * g) * col_mean(s)", "col_mean(row_mean(g)) + s",
     "is_matrix(w) * g + (1 - is_matrix(lr)) * s", "where(is_matrix(k), orthogonalize(s), g)",
+    "aspect(w) * g + sqrt(maximum(1, aspect(lr))) * s", "where(aspect(k) > 0.7, orthogonalize(s), g)",
     "orthogonalize(g + s)", "orthogonalize(norm(g)) * g", "orthogonalize(row_mean(g))",
     "global_norm(orthogonalize(g)) * row_mean(s)",
     # of numbers: one value per tensor (sqrt(4) * |x| here), the same on every path
@@ -315,3 +316,19 @@ def test_shape_and_group_functions_on_every_path(expr, tensor_hp):
     hp = {"k": torch.tensor(0.5, dtype=torch.float64)} if tensor_hp else None
     p = _program(expr, f"u = {expr}")
     check_paths(p, hp, steps=3)
+
+
+ASPECT_SHAPES = [(4, 2), (2, 5), (6, 1, 2, 1), (1, 2, 3, 1), (5,), (), (0, 3), (3, 0), (0,)]
+ASPECT = [
+    "g * aspect(w)", "g * aspect(2.0) + s * aspect(k)", "sqrt(maximum(1, aspect(w))) * orthogonalize(g) + s",
+    "where(aspect(lr) > 1, g, s) * aspect(norm(g))", "g / aspect(t) + global_norm(g) * aspect(s)",
+]
+
+
+@pytest.mark.parametrize("tensor_hp", [False, True], ids=["float-hp", "tensor-hp"])
+@pytest.mark.parametrize("expr", ASPECT)
+def test_aspect_on_every_path_on_tall_wide_4d_and_empty_tensors(expr, tensor_hp):
+    """aspect of the parameter whatever the argument, on tall (> 1), wide, 4-D, 1-D, 0-dim and
+    empty ((3, 0): inf) tensors: every path."""
+    hp = {"k": torch.tensor(0.5, dtype=torch.float64)} if tensor_hp else None
+    check_paths(_program(expr, f"u = {expr}"), hp, steps=2, shapes=ASPECT_SHAPES)
