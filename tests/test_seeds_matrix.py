@@ -5,8 +5,9 @@ clipping vs clip_grad_norm_ + torch.optim.AdamW: 1e-10 relative after every step
 seeds. Muon: torch.optim.Muon runs Newton-Schulz in bfloat16, so against it unchanged the
 tolerance is bfloat16's (8 bits of mantissa, through 5 iterations: a few 1e-3 relative on the
 update); against the same optimizer with its iteration in float64 (torch's code with the
-``.bfloat16()`` cast dropped, below) 1e-10. Muon's matrices here have rows <= cols, where
-torch's lr factor sqrt(max(1, rows / cols)) is 1.
+``.bfloat16()`` cast dropped, below) 1e-10. Muon runs on wide matrices (rows <= cols, where
+torch's lr factor sqrt(max(1, rows / cols)) is 1) and on a tall one (6, 4) beside a wide one
+(factor sqrt(1.5): the seeds' sqrt(maximum(1, aspect(w)))).
 """
 from __future__ import annotations
 
@@ -138,28 +139,45 @@ def _muon_only(m, lr):
     return torch.optim.Muon([p for p in m.parameters() if p.ndim == 2], lr=lr)
 
 
-def _weights_only_model():
-    """The wide MLP with its biases frozen (torch.optim.Muon takes matrices only)."""
-    m = _wide_mlp()
-    for p in m.parameters():
-        if p.ndim < 2:
-            p.requires_grad_(False)
-    return m
+def _weights_only(make_model):
+    """The model with its biases frozen (torch.optim.Muon takes matrices only)."""
+    def make():
+        m = make_model()
+        for p in m.parameters():
+            if p.ndim < 2:
+                p.requires_grad_(False)
+        return m
+
+    return make
 
 
-def test_muon_matches_torch_muon_with_a_float64_iteration(monkeypatch):
-    """1e-10 relative for 40 steps (measured: 3.5e-15 absolute at step 40). Later rounding
-    differences grow: the iteration's slope at 0 is a = 3.4445 per step (490 per call) along
-    directions of tiny singular values, which appear as the gradient nears low rank here
-    (measured 7e-13 at step 50, 3e-9 at step 60)."""
+MUON_MODELS = {"wide": _wide_mlp, "tall": _mlp}  # _mlp: a tall (6, 4) and a wide (2, 6) weight
+
+
+def test_the_tall_model_has_a_tall_matrix():
+    """So the tall cases below test the lr factor: sqrt(1.5) on (6, 4), 1 on (2, 6)."""
+    shapes = [tuple(p.shape) for p in _mlp().parameters() if p.ndim == 2]
+    assert shapes == [(6, 4), (2, 6)]
+    assert [float(dsl.OPS["aspect"].torch(torch.zeros(s))) for s in shapes] == pytest.approx([1.5, 1 / 3])
+
+
+@pytest.mark.parametrize("shape", sorted(MUON_MODELS))
+def test_muon_matches_torch_muon_with_a_float64_iteration(monkeypatch, shape):
+    """1e-10 relative for 40 steps (measured at step 40: 3.5e-15 absolute on the wide model,
+    6e-16 relative on the tall one, which stays there to step 60).
+    Later rounding differences grow: the iteration's slope at 0 is a = 3.4445 per step (490 per
+    call) along directions of tiny singular values, which appear as the gradient nears low rank
+    here (measured 7e-13 at step 50, 3e-9 at step 60)."""
     monkeypatch.setattr(torch.optim._muon, "_zeropower_via_newtonschulz", _ns_float64)
-    _replay("muon", _weights_only_model, _muon_only, 0.02, steps=40)
+    _replay("muon", _weights_only(MUON_MODELS[shape]), _muon_only, 0.02, steps=40)
 
 
-def test_muon_matches_torch_muon_in_bfloat16():
+@pytest.mark.parametrize("shape", sorted(MUON_MODELS))
+def test_muon_matches_torch_muon_in_bfloat16(shape):
     """Unpatched torch runs the iteration in bfloat16 (8-bit mantissa: ~5% error per entry of
-    the orthogonalized update, measured 2.1e-3 absolute after 5 steps at lr 0.02): 5e-3."""
-    _replay("muon", _weights_only_model, _muon_only, 0.02, steps=5, rtol=0, atol=5e-3)
+    the orthogonalized update, measured 2.1e-3 absolute after 5 steps at lr 0.02 on the wide
+    model): 5e-3."""
+    _replay("muon", _weights_only(MUON_MODELS[shape]), _muon_only, 0.02, steps=5, rtol=0, atol=5e-3)
 
 
 def test_orthogonalize_equals_torchs_iteration_on_matrices_and_conv_filters():
@@ -177,7 +195,8 @@ def test_orthogonalize_equals_torchs_iteration_on_matrices_and_conv_filters():
     torch.testing.assert_close(ortho(v), _ns_float64(v.view(1, 7), (3.4445, -4.775, 2.0315), 5, 1e-7).view(7))
 
 
-def test_muon_adamw_matches_muon_plus_adamw(monkeypatch):
+@pytest.mark.parametrize("shape", sorted(MUON_MODELS))
+def test_muon_adamw_matches_muon_plus_adamw(monkeypatch, shape):
     """As Muon alone (40 steps, see above)."""
     monkeypatch.setattr(torch.optim._muon, "_zeropower_via_newtonschulz", _ns_float64)
 
@@ -186,7 +205,7 @@ def test_muon_adamw_matches_muon_plus_adamw(monkeypatch):
         rest = [p for p in m.parameters() if p.ndim < 2]
         return _Pair(torch.optim.Muon(mats, lr=lr), torch.optim.AdamW(rest, lr=lr))
 
-    _replay("muon_adamw", _wide_mlp, ref, 0.02, steps=40)
+    _replay("muon_adamw", MUON_MODELS[shape], ref, 0.02, steps=40)
 
 
 @pytest.mark.parametrize("hp", [{}, dict(weight_decay=0.1, beta1=0.8, eps=1e-4)], ids=["defaults", "non-default"])
