@@ -17,7 +17,7 @@ from sympy.core.function import AppliedUndef
 from ..graph import prune
 from ..ops import OPS
 from ..program import Arg, Program, Stmt
-from .form import SymbolicForm, tree_size
+from .form import ONES, SymbolicForm, tree_size
 
 __all__ = ["Untranslatable", "build", "index"]
 
@@ -134,11 +134,13 @@ def index() -> OpIndex:
 class _Emitter:
     """Turns sympy expressions into single-op statements, sharing identical subexpressions."""
 
-    def __init__(self, names: Mapping[sp.Symbol, str], taken: Iterable[str], scalar_names: set[str]):
+    def __init__(self, names: Mapping[sp.Symbol, str], taken: Iterable[str], scalar_names: set[str],
+                 tensor: Optional[str] = None):
         self.ix = index()
         self.names = dict(names)
         self.taken = set(taken) | set(OPS)
         self.scalar_names = scalar_names
+        self.tensor = tensor  # a tensor-valued name for `ONES` (where(x, 1, 1) is 1 at every element)
         self.body: list[Stmt] = []
         self.memo: dict[sp.Basic, Arg] = {}
         self.counter = 0
@@ -173,6 +175,12 @@ class _Emitter:
     def emit(self, e: sp.Basic) -> Arg:
         if e in self.memo:
             return self.memo[e]
+        if e == ONES:
+            if self.tensor is None:
+                raise Untranslatable("a tensor of ones without a tensor input")
+            r = self.op(self.need("where"), self.tensor, 1.0, 1.0)
+            self.memo[e] = r
+            return r
         if e.is_Symbol:
             name = self.names.get(e)
             if name is None:
@@ -181,10 +189,15 @@ class _Emitter:
         if isinstance(e, sp.logic.boolalg.Boolean):
             r = self.mask(e)
         elif e.is_number and not e.free_symbols and not e.has(AppliedUndef):
-            v = complex(sp.N(e, 17))
-            if v.imag != 0 or not math.isfinite(v.real):
+            if e is sp.zoo:
+                raise Untranslatable("complex infinity")
+            v = complex(sp.N(e, 17)) if e is not sp.nan else complex(math.nan)
+            if v.imag != 0:
                 raise Untranslatable(f"constant {e}")
-            return float(v.real)
+            if math.isfinite(v.real):
+                return float(v.real)
+            # a program holds only finite constants; it computes inf and nan as IEEE does
+            r = self.op(self.need("div"), 0.0 if math.isnan(v.real) else math.copysign(1.0, v.real), 0.0)
         else:
             r = self._node(e)
         self.memo[e] = r
@@ -330,7 +343,8 @@ def build(form: SymbolicForm, exprs: list, base: Program, use_cse: bool) -> Prog
     names = {sym: name for name, sym in form.symbols.items()}
     scalar_names = {"lr", "t", *(n for n, _ in form.hparams)}
     taken = [*base.inputs, *base.slot_names, *base.hparam_names, *(s.target for s in base.body)]
-    em = _Emitter(names, taken, scalar_names)
+    tensor = next((x for x in ("g", "w", *base.slot_names) if x in base.inputs or x in base.slot_names), None)
+    em = _Emitter(names, taken, scalar_names, tensor)
     if use_cse:
         reps, exprs = sp.cse(exprs, symbols=sp.numbered_symbols("_cse", cls=sp.Dummy), order="none")
         for sym, sub in reps:

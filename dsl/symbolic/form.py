@@ -28,6 +28,11 @@ from ..program import Arg, Program
 __all__ = ["SymbolicForm", "to_sympy", "number", "ieee", "tidy", "tidy_form", "reduce_slots",
            "tree_size", "expanded_terms", "nice_float"]
 
+ONES = sp.Symbol("ones", positive=True)
+"""A tensor of ones of the parameter's shape: a per-tensor reduction of a constant tensor is one
+of it times the constant (``norm(x >= x)`` is ``norm(ones)``, the square root of the element
+count; ``norm(1.0)`` of a scalar constant is 1)."""
+
 EXACT_INT = 4096
 """Integral constants up to this magnitude are exact sympy Integers (so ``x * 1.0`` folds to ``x``)."""
 
@@ -38,6 +43,7 @@ SIMPLIFY_LIMIT = 120   # tree size above which sympy.simplify is skipped
 MATH_LIMIT = 160       # tree size above which to_math names common subexpressions
 SIMPLIFY_SHARE = 0.3   # at most this share of the remaining time goes to sympy.simplify
 SIMPLIFY_MAX_SECONDS = 1.5
+BIG_ARG = 200          # tree size of an argument above which function ops are built unevaluated
 
 
 @dataclass(frozen=True)
@@ -117,31 +123,39 @@ def _needs_fix(x: sp.Number) -> bool:
     return False
 
 
-def ieee(e: sp.Basic, memo: dict | None = None) -> sp.Basic:
-    """``e`` with exact numbers beyond `EXACT_INT` made Floats and Floats rounded to float64.
-
-    Iterative and memoized (shared subexpressions are visited once; ``memo`` may be shared
-    between calls on related expressions). Subexpressions are rebuilt only where a number changed.
-    """
-    memo = {} if memo is None else memo
+def rebuild(e: sp.Basic, fn, memo: dict | None = None) -> sp.Basic:
+    """``e`` with ``fn`` applied to every node, bottom up (a node is rebuilt from its new arguments
+    first, where they changed). Iterative and memoized: a subexpression shared many times (a deep
+    chain such as ``x = x * x + g`` repeated) is visited once, where sympy's own ``replace`` and
+    ``has`` walk the tree and take time exponential in the chain's length."""
+    memo = {} if memo is None else memo  # node -> (new node, changed)
     if e in memo:
-        return memo[e]
+        return memo[e][0]
     stack = [(e, False)]
     while stack:
         x, ready = stack.pop()
         if x in memo:
             continue
-        if x.is_Number:
-            memo[x] = _fix_number(x) if _needs_fix(x) else x
-        elif not x.args:
-            memo[x] = x
-        elif not ready:
+        if x.args and not ready:
             stack.append((x, True))
             stack.extend((a, False) for a in x.args if a not in memo)
-        else:
-            args = tuple(memo[a] for a in x.args)
-            memo[x] = x if all(a is b for a, b in zip(args, x.args)) else x.func(*args)
-    return memo[e]
+            continue
+        # equal subexpressions need not be the same object: "changed" is tracked, not inferred
+        done = [memo[a] for a in x.args]
+        y = x.func(*[v for v, _ in done]) if any(c for _, c in done) else x
+        z = fn(y)
+        memo[x] = (z, z is not x)
+    return memo[e][0]
+
+
+def _ieee_node(x: sp.Basic) -> sp.Basic:
+    return _fix_number(x) if x.is_Number and _needs_fix(x) else x
+
+
+def ieee(e: sp.Basic, memo: dict | None = None) -> sp.Basic:
+    """``e`` with exact numbers beyond `EXACT_INT` made Floats and Floats rounded to float64
+    (``memo`` may be shared between calls on related expressions)."""
+    return rebuild(e, _ieee_node, memo)
 
 
 # ---------------------------------------------------------------- the form
@@ -151,7 +165,8 @@ def to_sympy(program: Program, substitute: bool = False) -> SymbolicForm:
 
     ``substitute=False`` keeps hyperparameters as symbols; ``True`` uses their defaults.
     Statements whose arguments are all numbers are evaluated in float64 (IEEE), as the
-    compiled program does; per-tensor reductions only when their arguments are constants.
+    compiled program does; per-tensor reductions only when their arguments are scalar
+    constants (a reduction of a constant tensor reads `ONES`).
     """
     syms: dict[str, sp.Symbol] = {}
     env: dict[str, Any] = {}
@@ -171,19 +186,28 @@ def to_sympy(program: Program, substitute: bool = False) -> SymbolicForm:
         return number(a) if isinstance(a, float) else env[a]
 
     memo: dict = {}
+    sizes: dict = {}
     for s in program.body:
         o = OPS[s.op]
         args = [val(a) for a in s.args]
-        if all(isinstance(a, sp.Number) for a in args) and (
-                not o.reduction or all(isinstance(a, float) or a in scalar_const for a in s.args)):
-            try:
-                env[s.target] = number(scalar_eval(o, [as_float(a) for a in args]))
-                scalar_const.add(s.target)
-                continue
-            except Exception:  # noqa: BLE001 - left to sympy below
-                pass
+        if all(isinstance(a, sp.Number) for a in args):
+            if not o.reduction or all(isinstance(a, float) or a in scalar_const for a in s.args):
+                try:
+                    env[s.target] = number(scalar_eval(o, [as_float(a) for a in args]))
+                    scalar_const.add(s.target)
+                    continue
+                except Exception:  # noqa: BLE001 - left to sympy below
+                    pass
+            else:  # a reduction of a tensor that happens to be constant
+                args = [a * ONES for a in args]
         try:
-            r = sp.sympify(o.sympy(*args))
+            if o.symbol is None and not o.reduction and max(tree_size(a, BIG_ARG, sizes) for a in args) >= BIG_ARG:
+                # sympy's automatic evaluation of sign/Abs/Max/... asks assumptions that walk the
+                # whole tree: exponential in the length of a chain such as x = sign(x) * x + g
+                with sp.evaluate(False):
+                    r = sp.sympify(o.sympy(*args))
+            else:
+                r = sp.sympify(o.sympy(*args))
         except Exception:  # noqa: BLE001
             # sympy refuses some constant arguments (Max of nan): keep the call unevaluated
             r = sp.Function(s.op)(*args)
@@ -207,13 +231,8 @@ def nice_float(v: float) -> float:
     return v
 
 
-def tidy(e: sp.Expr) -> sp.Expr:
-    """Round float noise, apply the number policy, make small integral floats exact integers and
-    half-integer exponents rational."""
-    def is_float(x):
-        return x.is_Float
-
-    def nice(x):
+def _tidy_node(x: sp.Basic) -> sp.Basic:
+    if x.is_Float:
         v = as_float(x)
         if not math.isfinite(v):
             return number(v)
@@ -221,17 +240,17 @@ def tidy(e: sp.Expr) -> sp.Expr:
         if v == int(v) and abs(v) <= EXACT_INT:
             return sp.Integer(int(v))
         return x if v == float(x) and x._prec == 53 else sp.Float(v)  # one precision everywhere
+    if x.is_Number:
+        return _ieee_node(x)
+    if x.is_Pow and x.exp.is_Float and (2 * float(x.exp)).is_integer() and abs(float(x.exp)) <= EXACT_INT:
+        return ieee(sp.Pow(x.base, sp.Rational(int(2 * float(x.exp)), 2)))
+    return x
 
-    e = ieee(e)
-    if e.has(sp.Float):
-        e = e.replace(is_float, nice)
 
-    def half_pow(x):
-        return x.is_Pow and x.exp.is_Float and (2 * float(x.exp)).is_integer() and abs(float(x.exp)) <= EXACT_INT
-
-    if any(half_pow(p) for p in e.atoms(sp.Pow)):
-        e = e.replace(half_pow, lambda x: sp.Pow(x.base, sp.Rational(int(2 * float(x.exp)), 2)))
-    return ieee(e)
+def tidy(e: sp.Expr) -> sp.Expr:
+    """Round float noise, apply the number policy, make small integral floats exact integers and
+    half-integer exponents rational (one memoized pass, see `rebuild`)."""
+    return rebuild(e, _tidy_node)
 
 
 def tidy_form(form: SymbolicForm) -> SymbolicForm:
@@ -305,9 +324,10 @@ def expanded_terms(e: sp.Basic, cap: int = 10 ** 6) -> int:
     return worst[0]
 
 
-def tree_size(e: sp.Basic, cap: int = 10 ** 6) -> int:
-    """Nodes of the expression as a tree (shared subexpressions counted each time), capped."""
-    memo: dict = {}
+def tree_size(e: sp.Basic, cap: int = 10 ** 6, memo: dict | None = None) -> int:
+    """Nodes of the expression as a tree (shared subexpressions counted each time), capped.
+    ``memo`` may be shared between calls with the same ``cap``."""
+    memo = {} if memo is None else memo
 
     def size(x):
         r = memo.get(x)

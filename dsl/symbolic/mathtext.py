@@ -18,7 +18,7 @@ from ..printer import format_number
 from ..program import Program
 from . import form as F
 from .bounds import DEFAULT_TIMEOUT, Budget, SymbolicError, bounded
-from .form import SymbolicForm, nice_float, tidy_form, to_sympy, tree_size
+from .form import SymbolicForm, nice_float, rebuild, tidy_form, to_sympy, tree_size
 
 __all__ = ["MATH_DIGITS", "to_math"]
 
@@ -91,9 +91,11 @@ def _math_lines(form: SymbolicForm) -> list[tuple[str, sp.Expr]]:
     primes = {s: sp.Symbol(f"{s}'", real=True) for s in form.next_state}
     nxt = dict(form.next_state)
     upd = form.update
+
     def put(x: sp.Expr, e: sp.Expr, new: sp.Symbol) -> sp.Expr:
-        x = x.xreplace({e: new})
-        if e.is_Add and x.has(*e.args) and tree_size(x) <= 4 * F.MATH_LIMIT:
+        h = hash(e)
+        x = rebuild(x, lambda y: new if hash(y) == h and y == e else y)  # xreplace, memoized
+        if e.is_Add and tree_size(x) <= 4 * F.MATH_LIMIT and x.has(*e.args):
             x = x.subs(e, new)  # also inside sums: g - m_new_expr -> g - m'
         return x
 
