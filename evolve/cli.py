@@ -115,12 +115,12 @@ def _cmd_show(a: argparse.Namespace) -> int:
         simple = prog
         try:
             text = dsl.simplified_text(prog, timeout=dsl.DEFAULT_TIMEOUT)
+            if text is not None and text.startswith("# simplified"):
+                simple = dsl.parse(text.split("\n", 1)[1])  # printed text parses back to the program
         except Exception as e:  # noqa: BLE001 - the listing goes on with the raw program
             text = f"# not simplified: {type(e).__name__}: {e}\n"
         if text is not None:
             print(text)
-            if text.startswith("# simplified"):
-                simple = dsl.parse(text.split("\n", 1)[1])
         try:
             math_text = dsl.to_math(simple, latex=a.latex)
         except Exception as e:  # noqa: BLE001 - SymbolicError: time bound or sympy failure
