@@ -80,6 +80,9 @@ HARD = {
     "exp_of_exp": _one("lr * g * exp(exp(exp(w - w + 1000)))"),
     "log_0": _one("lr * g * log(0)"),
     "div_0": _one("lr * g / 0"),
+    # a comparison of a comparison: sympy solves inequalities to build it (seconds, interruptible)
+    "compare_compare": ("def f(lr, s0=0.0, *, h0=0.5):\n    x = exp(2000 * sqrt(mean(s0)))\n"
+                        "    s0 = 123456789\n    return h0 > (2 >= x) - lr\n"),
     "chain_200": _chain(200),
     "linear_chain_200": _linear(200),
     "wide_sum_100": _wide(100),
@@ -221,9 +224,11 @@ def test_simplified_text_says_what_happened():
     assert "time bound of 0.5 s" in note and note.startswith(("# not simplified: ", "# simplified ("))
 
 
-def test_to_math_raises_a_clear_error_at_its_bound():
-    with pytest.raises(SymbolicError, match="time bound of 0.001 s"):
+def test_to_math_and_to_sympy_raise_a_clear_error_at_their_bound():
+    with pytest.raises(SymbolicError, match="math text: not ready within the time bound of 0.001 s"):
         dsl.to_math(dsl.parse(_chain(200)), timeout=0.001)
+    with pytest.raises(SymbolicError, match="sympy form: not ready within the time bound of 0.001 s"):
+        dsl.to_sympy(dsl.parse(_chain(200)), timeout=0.001)
 
 
 def test_show_prints_huge_constants_and_notes(tmp_path, capsys):

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 __all__ = ["DEFAULT_TIMEOUT", "SymbolicTimeout", "SymbolicError", "PassTimeout", "Budget", "Outcome",
-           "bounded", "reap"]
+           "bounded", "bounded_value", "reap"]
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds `simplify`, `equivalent` and `to_math` may spend on one program by default."""
@@ -187,3 +187,20 @@ def bounded(fn: Callable[[Budget, Callable[[Any], None]], None], timeout: Option
         raise box["error"]
     with lock:
         return Outcome(box["value"], box["finished"] and not alive)
+
+
+def bounded_value(compute: Callable[[], Any], timeout: Optional[float], what: str) -> Any:
+    """``compute()`` under `bounded`; `SymbolicError` (``"<what>: <why>"``, one line) when it
+    raises or is not done within ``timeout`` seconds."""
+    def run(budget: Budget, publish: Callable[[Any], None]) -> None:
+        publish((compute(),))
+
+    try:
+        out = bounded(run, timeout, None)
+    except RecursionError:
+        raise SymbolicError(f"{what}: expression too deep for sympy") from None
+    except Exception as e:  # noqa: BLE001 - one error type for callers
+        raise SymbolicError(f"{what}: sympy failed: {type(e).__name__}: {str(e)[:120]}") from e
+    if out.value is None:
+        raise SymbolicError(f"{what}: not ready within the time bound of {timeout:g} s")
+    return out.value[0]

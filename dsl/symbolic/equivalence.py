@@ -22,7 +22,7 @@ from ..probe import random_inputs
 from ..program import Program
 from . import form as F
 from .bounds import DEFAULT_TIMEOUT, Budget, PassTimeout, SymbolicTimeout, bounded
-from .form import SymbolicForm, expanded_terms, reduce_slots, tidy, tidy_form, to_sympy, tree_size
+from .form import SymbolicForm, expanded_terms, reduce_slots, tidy, tidy_form, sympy_form, tree_size
 from .numeric import close, numerically_equal, slot_trajectories, updates_differ
 
 __all__ = ["equivalent"]
@@ -90,8 +90,8 @@ def _equivalent(a: Program, b: Program, substitute: bool, budget: Budget) -> boo
     a, b = prune(a), prune(b)
     if updates_differ(a, b, substitute):
         return False
-    raw_a = tidy_form(to_sympy(a, substitute))
-    raw_b = tidy_form(to_sympy(b, substitute))
+    raw_a = tidy_form(sympy_form(a, substitute))
+    raw_b = tidy_form(sympy_form(b, substitute))
 
     def comparable(fa, fb):
         return len(fa.slots) == len(fb.slots) and (substitute or _used_hparams(fa) == _used_hparams(fb))

@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Optional
 
 import sympy as sp
 
 from ..ops import OPS, scalar_eval
 from ..program import Arg, Program
+from .bounds import DEFAULT_TIMEOUT, bounded_value
 
-__all__ = ["SymbolicForm", "to_sympy", "number", "ieee", "tidy", "tidy_form", "reduce_slots",
+__all__ = ["SymbolicForm", "to_sympy", "sympy_form", "number", "ieee", "tidy", "tidy_form", "reduce_slots",
            "tree_size", "expanded_terms", "nice_float"]
 
 ONES = sp.Symbol("ones", positive=True)
@@ -160,10 +161,21 @@ def ieee(e: sp.Basic, memo: dict | None = None) -> sp.Basic:
 
 # ---------------------------------------------------------------- the form
 
-def to_sympy(program: Program, substitute: bool = False) -> SymbolicForm:
+def to_sympy(program: Program, substitute: bool = False, *,
+             timeout: Optional[float] = DEFAULT_TIMEOUT) -> SymbolicForm:
     """The program's update and next slot values as sympy expressions.
 
     ``substitute=False`` keeps hyperparameters as symbols; ``True`` uses their defaults.
+    Raises `SymbolicError` when not done within ``timeout`` seconds (None: no bound); sympy's
+    own evaluation can be slow (a comparison of a ``where`` result makes it solve inequalities).
+    See `sympy_form` for the number policy.
+    """
+    return bounded_value(lambda: sympy_form(program, substitute), timeout, "sympy form")
+
+
+def sympy_form(program: Program, substitute: bool = False) -> SymbolicForm:
+    """`to_sympy` without a time bound, for code already running under one.
+
     Statements whose arguments are all numbers are evaluated in float64 (IEEE), as the
     compiled program does; per-tensor reductions only when their arguments are scalar
     constants (a reduction of a constant tensor reads `ONES`).

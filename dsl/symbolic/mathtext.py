@@ -7,7 +7,7 @@ every digit); ``inf``/``nan`` stand for the float64 values a program's constants
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
@@ -17,8 +17,8 @@ from ..graph import prune
 from ..printer import format_number
 from ..program import Program
 from . import form as F
-from .bounds import DEFAULT_TIMEOUT, Budget, SymbolicError, bounded
-from .form import SymbolicForm, nice_float, rebuild, tidy_form, to_sympy, tree_size
+from .bounds import DEFAULT_TIMEOUT, bounded_value
+from .form import SymbolicForm, nice_float, rebuild, tidy_form, sympy_form, tree_size
 
 __all__ = ["MATH_DIGITS", "to_math"]
 
@@ -114,7 +114,7 @@ def _math_lines(form: SymbolicForm) -> list[tuple[str, sp.Expr]]:
 
 
 def _render(program: Program, latex: bool, substitute: bool) -> str:
-    form = tidy_form(to_sympy(prune(program), substitute))
+    form = tidy_form(sympy_form(prune(program), substitute))
     lines = _math_lines(form)
     if latex:
         pr = _MathLatex()
@@ -137,15 +137,4 @@ def to_math(program: Program, latex: bool = False, *, substitute: bool = False,
     Raises `SymbolicError` (one-line message) when the text is not ready within ``timeout``
     seconds (None: no bound) or sympy fails on the program.
     """
-    def run(budget: Budget, publish: Callable[[Any], None]) -> None:
-        publish(_render(program, latex, substitute))
-
-    try:
-        out = bounded(run, timeout, None)
-    except RecursionError:
-        raise SymbolicError("math text: expression too deep for sympy") from None
-    except Exception as e:  # noqa: BLE001 - one error type for callers
-        raise SymbolicError(f"math text: sympy failed: {type(e).__name__}: {str(e)[:120]}") from e
-    if out.value is None:
-        raise SymbolicError(f"math text: not ready within the time bound of {timeout:g} s")
-    return out.value
+    return bounded_value(lambda: _render(program, latex, substitute), timeout, "math text")

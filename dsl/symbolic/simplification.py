@@ -24,7 +24,7 @@ from ..program import Program
 from . import form as F
 from .bounds import DEFAULT_TIMEOUT, Budget, PassTimeout, SymbolicTimeout, bounded
 from .emit import build, index
-from .form import SymbolicForm, expanded_terms, reduce_slots, tidy, tidy_form, to_sympy, tree_size
+from .form import SymbolicForm, expanded_terms, reduce_slots, tidy, tidy_form, sympy_form, tree_size
 from .numeric import numerically_equal, steps_in_place
 
 __all__ = ["simplify", "simplified_text"]
@@ -206,7 +206,7 @@ def _search_unguarded(program: Program, substitute: bool, budget: Budget,
         best_len = base.length
         publish(base)
     try:
-        form = reduce_slots(tidy_form(to_sympy(base, substitute)))
+        form = reduce_slots(tidy_form(sympy_form(base, substitute)))
     except SymbolicTimeout:
         raise
     except Exception as e:  # noqa: BLE001 - no symbolic form (e.g. sympy rejects a constant): keep it
