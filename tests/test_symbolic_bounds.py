@@ -21,7 +21,7 @@ import dsl
 from dsl.symbolic import SymbolicError, form
 
 ROOT = Path(__file__).resolve().parents[1]
-BOUND = 30.0  # seconds any one operation may take here (each runs with a 3 s time bound)
+BOUND = 30.0  # seconds any one operation may take here (each runs with a 2 s time bound)
 
 
 def _chain(n: int) -> str:
@@ -100,13 +100,13 @@ _CHILD = textwrap.dedent("""
         p = dsl.parse(src)
         other = dsl.parse(src.replace("return ", "return 1.0 * ", 1))
         rec = {"name": name}
-        t = time.monotonic(); s = dsl.simplify(p, timeout=3.0); rec["simplify"] = time.monotonic() - t
+        t = time.monotonic(); s = dsl.simplify(p, timeout=2.0); rec["simplify"] = time.monotonic() - t
         rec["simplify_ok"] = s.length <= p.length and dsl.numerically_equal(p, s)
-        t = time.monotonic(); text = dsl.simplified_text(p, timeout=3.0); rec["simplified_text"] = time.monotonic() - t
-        t = time.monotonic(); dsl.equivalent(p, other, timeout=3.0); rec["equivalent"] = time.monotonic() - t
+        t = time.monotonic(); text = dsl.simplified_text(p, timeout=2.0); rec["simplified_text"] = time.monotonic() - t
+        t = time.monotonic(); dsl.equivalent(p, other, timeout=2.0); rec["equivalent"] = time.monotonic() - t
         t = time.monotonic()
         try:
-            rec["math"] = dsl.to_math(p, timeout=3.0)
+            rec["math"] = dsl.to_math(p, timeout=2.0)
         except SymbolicError as e:
             rec["math_error"] = str(e)
         rec["to_math"] = time.monotonic() - t
