@@ -17,7 +17,7 @@ from sympy.core.function import AppliedUndef
 from ..graph import prune
 from ..ops import OPS
 from ..program import Arg, Program, Stmt
-from .form import ONES, SymbolicForm, tree_size
+from .form import ONES, SymbolicForm, free_symbols, is_constant, tree_size
 
 __all__ = ["Untranslatable", "build", "index"]
 
@@ -141,6 +141,8 @@ class _Emitter:
         self.taken = set(taken) | set(OPS)
         self.scalar_names = scalar_names
         self.tensor = tensor  # a tensor-valued name for `ONES` (where(x, 1, 1) is 1 at every element)
+        self.symbol_memo: dict = {}
+        self.const_memo: dict = {}
         self.body: list[Stmt] = []
         self.memo: dict[sp.Basic, Arg] = {}
         self.counter = 0
@@ -166,7 +168,7 @@ class _Emitter:
         self.memo[sym] = self.emit(e)
 
     def _is_scalar(self, e: sp.Basic) -> bool:
-        return all(self.names.get(s) in self.scalar_names for s in e.free_symbols)
+        return all(self.names.get(s) in self.scalar_names for s in free_symbols(e, self.symbol_memo))
 
     def _order(self, xs: list) -> list:
         """Scalar-only factors/terms first (computed once per step), then the rest, stably."""
@@ -188,7 +190,7 @@ class _Emitter:
             return name
         if isinstance(e, sp.logic.boolalg.Boolean):
             r = self.mask(e)
-        elif e.is_number and not e.free_symbols and not e.has(AppliedUndef):
+        elif is_constant(e, self.const_memo):
             if e is sp.zoo:
                 raise Untranslatable("complex infinity")
             v = complex(sp.N(e, 17)) if e is not sp.nan else complex(math.nan)

@@ -22,7 +22,7 @@ from ..probe import random_inputs
 from ..program import Program
 from . import form as F
 from .bounds import DEFAULT_TIMEOUT, Budget, PassTimeout, SymbolicTimeout, bounded
-from .form import SymbolicForm, expanded_terms, reduce_slots, tidy, tidy_form, sympy_form, tree_size
+from .form import SymbolicForm, expanded_terms, free_symbols, reduce_slots, tidy, tidy_form, sympy_form, tree_size
 from .numeric import close, numerically_equal, slot_trajectories, updates_differ
 
 __all__ = ["equivalent"]
@@ -83,7 +83,8 @@ def _canonical_form(form: SymbolicForm, budget: Budget, deep: bool) -> SymbolicF
 
 
 def _used_hparams(f: SymbolicForm) -> dict:
-    free = set().union(*(e.free_symbols for e in f.outputs))
+    memo: dict = {}
+    free = set().union(*(free_symbols(e, memo) for e in f.outputs))
     return {n: v for n, v in f.hparams if n in f.symbols and f.symbols[n] in free}
 
 def _equivalent(a: Program, b: Program, substitute: bool, budget: Budget) -> bool:

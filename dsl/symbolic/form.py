@@ -21,13 +21,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 import sympy as sp
+from sympy.core.function import AppliedUndef
 
 from ..ops import OPS, scalar_eval
 from ..program import Arg, Program
 from .bounds import DEFAULT_TIMEOUT, bounded_value
 
-__all__ = ["SymbolicForm", "to_sympy", "sympy_form", "number", "ieee", "tidy", "tidy_form", "reduce_slots",
-           "tree_size", "expanded_terms", "nice_float"]
+__all__ = ["SymbolicForm", "to_sympy", "sympy_form", "number", "ieee", "rebuild", "tidy", "tidy_form",
+           "reduce_slots", "free_symbols", "is_constant", "tree_size", "expanded_terms", "nice_float"]
 
 ONES = sp.Symbol("ones", positive=True)
 """A tensor of ones of the parameter's shape: a per-tensor reduction of a constant tensor is one
@@ -147,6 +148,38 @@ def rebuild(e: sp.Basic, fn, memo: dict | None = None) -> sp.Basic:
         z = fn(y)
         memo[x] = (z, z is not x)
     return memo[e][0]
+
+
+def _bottom_up(e: sp.Basic, leaf, node, memo: dict) -> Any:
+    """A value per node computed from its arguments' values (``node(x, values)``), memoized."""
+    if e in memo:
+        return memo[e]
+    stack = [(e, False)]
+    while stack:
+        x, ready = stack.pop()
+        if x in memo:
+            continue
+        if not x.args:
+            memo[x] = leaf(x)
+        elif not ready:
+            stack.append((x, True))
+            stack.extend((a, False) for a in x.args if a not in memo)
+        else:
+            memo[x] = node(x, [memo[a] for a in x.args])
+    return memo[e]
+
+
+def free_symbols(e: sp.Basic, memo: dict | None = None) -> frozenset:
+    """``e.free_symbols``, memoized: sympy's walks every path of a shared tree."""
+    return _bottom_up(e, lambda x: frozenset([x]) if x.is_Symbol else frozenset(),
+                      lambda x, vs: frozenset().union(*vs), {} if memo is None else memo)
+
+
+def is_constant(e: sp.Basic, memo: dict | None = None) -> bool:
+    """A number-valued expression with no symbols and no undefined function (``norm(1)``), memoized."""
+    return _bottom_up(e, lambda x: bool(x.is_number),
+                      lambda x, vs: all(vs) and not isinstance(x, AppliedUndef) and isinstance(x, sp.Expr),
+                      {} if memo is None else memo)
 
 
 def _ieee_node(x: sp.Basic) -> sp.Basic:
@@ -286,13 +319,13 @@ def reduce_slots(form: SymbolicForm) -> SymbolicForm:
                 break
     by_sym = {form.symbols[s]: s for s in nxt}
     live: set[str] = set()
-    todo = [by_sym[x] for x in upd.free_symbols if x in by_sym]
+    todo = [by_sym[x] for x in free_symbols(upd) if x in by_sym]
     while todo:
         s = todo.pop()
         if s in live:
             continue
         live.add(s)
-        todo.extend(by_sym[x] for x in nxt[s].free_symbols if x in by_sym and by_sym[x] not in live)
+        todo.extend(by_sym[x] for x in free_symbols(nxt[s]) if x in by_sym and by_sym[x] not in live)
     slots = tuple((s, v) for s, v in form.slots if s in live)
     return replace(form, update=upd, next_state={s: nxt[s] for s, _ in slots}, slots=slots)
 

@@ -16,7 +16,6 @@ import warnings
 from typing import Any, Callable, Optional
 
 import sympy as sp
-from sympy.core.function import AppliedUndef
 
 from ..graph import prune
 from ..printer import to_text
@@ -24,7 +23,7 @@ from ..program import Program
 from . import form as F
 from .bounds import DEFAULT_TIMEOUT, Budget, PassTimeout, SymbolicTimeout, bounded
 from .emit import build, index
-from .form import SymbolicForm, expanded_terms, reduce_slots, tidy, tidy_form, sympy_form, tree_size
+from .form import SymbolicForm, expanded_terms, free_symbols, is_constant, rebuild, reduce_slots, tidy, tidy_form, sympy_form, tree_size
 from .numeric import numerically_equal, steps_in_place
 
 __all__ = ["simplify", "simplified_text"]
@@ -37,14 +36,16 @@ def _interp_fn() -> Optional[sp.FunctionClass]:
     return sp.Function(name) if name else None
 
 
-def _cost(e: sp.Basic) -> int:
-    """Approximate statements to compute ``e`` (shared subexpressions counted once)."""
+def _cost(e: sp.Basic, constants: Optional[dict] = None) -> int:
+    """Approximate statements to compute ``e`` (shared subexpressions counted once);
+    ``constants``: a memo for `is_constant`."""
+    constants = {} if constants is None else constants
     seen: set = set()
     total = 0
     stack = [e]
     while stack:
         x = stack.pop()
-        if x in seen or not x.args or (x.is_number and not x.has(AppliedUndef)):
+        if x in seen or not x.args or is_constant(x, constants):
             continue
         seen.add(x)
         if x.is_Add or x.is_Mul or isinstance(x, (sp.Max, sp.Min)):
@@ -56,14 +57,14 @@ def _cost(e: sp.Basic) -> int:
     return total
 
 
-def _interp_add(e: sp.Expr, fn: sp.FunctionClass) -> sp.Expr:
+def _interp_add(e: sp.Expr, fn: sp.FunctionClass, symbols: dict) -> sp.Expr:
     """Fold ``(1-b)*a + b*c``-shaped parts of a sum into ``interp(a, c, b)`` when that is cheaper."""
     while e.is_Add:
         folded = _interp_numeric_pair(e, fn)
         if folded is None:
             break
         e = folded
-    return _interp_add_symbolic(e, fn) if e.is_Add else e
+    return _interp_add_symbolic(e, fn, symbols) if e.is_Add else e
 
 
 def _interp_numeric_pair(e: sp.Add, fn: sp.FunctionClass) -> Optional[sp.Expr]:
@@ -96,24 +97,27 @@ def _interp_numeric_pair(e: sp.Add, fn: sp.FunctionClass) -> Optional[sp.Expr]:
     return None
 
 
-def _interp_add_symbolic(e: sp.Expr, fn: sp.FunctionClass) -> sp.Expr:
-    """``a - s*a + s*c (+ rest)`` -> ``interp(a, c, s) (+ rest)`` for a symbol ``s``."""
+def _interp_add_symbolic(e: sp.Expr, fn: sp.FunctionClass, symbols: dict) -> sp.Expr:
+    """``a - s*a + s*c (+ rest)`` -> ``interp(a, c, s) (+ rest)`` for a symbol ``s``.
+
+    ``symbols``: a memo for `free_symbols` (sympy's own walks every path of shared trees)."""
     if not e.is_Add:
         return e
     terms = []
     for t in e.args:
         terms.extend(sp.Add.make_args(sp.expand_mul(t, deep=False)))
-    best, best_cost = e, _cost(e)
+    constants: dict = {}
+    best, best_cost = e, _cost(e, constants)
     cands = sorted({x for t in terms for x in sp.Mul.make_args(t) if x.is_Symbol}, key=str)
     for s in cands:
         a_terms, d_terms = [], []
         ok = True
         for t in terms:
-            if s not in t.free_symbols:
+            if s not in free_symbols(t, symbols):
                 a_terms.append(t)
                 continue
             fs = sp.Mul.make_args(t)
-            if fs.count(s) != 1 or any(s in f.free_symbols for f in fs if f != s):
+            if fs.count(s) != 1 or any(s in free_symbols(f, symbols) for f in fs if f != s):
                 ok = False
                 break
             d_terms.append(t / s)
@@ -127,30 +131,21 @@ def _interp_add_symbolic(e: sp.Expr, fn: sp.FunctionClass) -> sp.Expr:
         start = sp.Add(*a_in)
         end = sp.Add(start, *d_terms)
         cand = sp.Add(*a_out, fn(start, end, s))
-        c = _cost(cand)
+        c = _cost(cand, constants)
         if c < best_cost:
             best, best_cost = cand, c
     return best
 
 
 def _rewrite_interp(e: sp.Basic, fn: sp.FunctionClass, budget: Budget) -> sp.Basic:
-    memo: dict = {}
+    """Every sum in ``e`` with its interp-shaped parts folded (`_interp_add`), bottom up."""
+    symbols: dict = {}
 
-    def rw(x):
-        if not x.args or isinstance(x, sp.logic.boolalg.BooleanAtom):
-            return x
-        r = memo.get(x)
-        if r is not None:
-            return r
-        budget.check()
-        args = tuple(rw(a) for a in x.args)
-        y = x.func(*args) if args != x.args else x
-        if y.is_Add:
-            y = _interp_add(y, fn)
-        memo[x] = y
-        return y
+    def node(y: sp.Basic) -> sp.Basic:
+        return _interp_add(y, fn, symbols) if y.is_Add else y
 
-    return rw(e)
+    budget.check()
+    return rebuild(e, node)
 
 
 def _variants(form: SymbolicForm, budget: Budget) -> list:
