@@ -24,6 +24,21 @@ __all__ = [
 ]
 from .draw import draw_png
 from .export import export_optimizer
-from .symbolic import SymbolicForm, equivalent, simplify, to_math, to_sympy
+from .symbolic import DEFAULT_TIMEOUT, SymbolicError, numerically_equal
 
-__all__ += ["SymbolicForm", "draw_png", "equivalent", "export_optimizer", "simplify", "to_math", "to_sympy"]
+_SYMBOLIC = ("SymbolicForm", "equivalent", "simplified_text", "simplify", "to_math", "to_sympy")
+
+__all__ += ["DEFAULT_TIMEOUT", "SymbolicError", "draw_png", "export_optimizer", "numerically_equal",
+            *_SYMBOLIC]
+
+
+def __getattr__(name: str):
+    """The sympy-backed names of `dsl.symbolic`, loaded on first use: ``import dsl`` stays free of
+    sympy (evaluation workers never need it)."""
+    if name in _SYMBOLIC:
+        from . import symbolic
+
+        value = getattr(symbolic, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,9 +7,12 @@ the slot's previous value; otherwise it keeps its own name and the slot is assig
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from .ops import OPS
-from .program import Arg, Program
+
+if TYPE_CHECKING:  # annotations only: dsl.program imports this module (Program.__str__)
+    from .program import Arg, Program
 
 __all__ = ["to_text", "format_number"]
 

@@ -20,6 +20,7 @@ from functools import cached_property
 from typing import Union
 
 from .ops import OPS
+from .printer import to_text
 
 __all__ = ["INPUTS", "Arg", "Stmt", "Program", "ProgramError"]
 
@@ -115,8 +116,6 @@ class Program:
         return Program(**fields)
 
     def __str__(self) -> str:
-        from .printer import to_text
-
         return to_text(self, readable=True)
 
     def __repr__(self) -> str:

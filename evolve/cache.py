@@ -14,6 +14,7 @@ from typing import Optional
 import torch
 
 from dsl import Program, compile
+from dsl.probe import Inputs, trajectory
 
 from .candidate import TRANSIENT, Fitness
 
@@ -23,15 +24,17 @@ _STEPS = 4
 _LRS = (0.0123, 0.0117, 0.0131, 0.0109)  # differ per step, so lr-free rules do not collide with lr-scaled ones
 
 
-def _inputs():
+def _inputs() -> list[Inputs]:
+    """One `dsl.probe.Inputs` per tensor shape; the weights follow the updates, as in training."""
     gen = torch.Generator().manual_seed(1234)
     shapes = [(3, 5), (7,)]
     ws = [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
     gs = [[torch.randn(s, generator=gen, dtype=torch.float64) * (1 + i) for s in shapes] for i in range(_STEPS)]
-    return ws, gs
+    ts = tuple(float(k + 1) for k in range(_STEPS))
+    return [Inputs(w, tuple(gs[k][j] for k in range(_STEPS)), _LRS, ts) for j, w in enumerate(ws)]
 
 
-_W, _G = _inputs()
+_PROBES = _inputs()
 
 
 def fingerprint(program: Program) -> str:
@@ -43,13 +46,8 @@ def fingerprint(program: Program) -> str:
     cp = compile(program)
     parts = []
     try:
-        for w0 in range(len(_W)):
-            w = _W[w0].clone()
-            state = cp.init_state(w)
-            for step in range(_STEPS):
-                upd, state = cp.apply(w, _G[step][w0], _LRS[step], float(step + 1), state)
-                upd = upd.expand_as(w)
-                w = w - upd
+        for inputs in _PROBES:
+            for upd, _ in trajectory(cp, inputs):
                 parts.append(";".join(f"{v:.5e}" for v in upd.flatten().tolist()))
         if cp.uses_group:  # global_norm: also the whole group (apply alone sees one tensor)
             ws = [w.clone() for w in _W]

@@ -122,6 +122,11 @@ def _programs_from(paths: Sequence[str], top: int) -> list[tuple[str, "object", 
 
 
 def _cmd_show(a: argparse.Namespace) -> int:
+    """Each program as code, its simplified form (or why there is none) and its math.
+
+    The symbolic steps are bounded (`dsl.DEFAULT_TIMEOUT` seconds each) and never stop the
+    listing: a step that fails or runs out of time prints a one-line note instead.
+    """
     import dsl
 
     for label, prog, info in _programs_from(a.paths, a.top):
@@ -133,13 +138,22 @@ def _cmd_show(a: argparse.Namespace) -> int:
         if info.get("task_scores"):
             print("# " + ", ".join(f"{k} {v:+.3f}" for k, v in info["task_scores"].items()))
         print(dsl.to_text(prog, readable=True))
-        if hasattr(dsl, "simplify"):
-            simple = dsl.simplify(prog)
-            if simple != prog or dsl.to_text(simple, readable=True) != dsl.to_text(prog, readable=True):
-                print(f"# simplified (length {simple.length}):")
-                print(dsl.to_text(simple, readable=True))
+        simple = prog
+        try:
+            text = dsl.simplified_text(prog, timeout=dsl.DEFAULT_TIMEOUT)
+            if text is not None and text.startswith("# simplified"):
+                simple = dsl.parse(text.split("\n", 1)[1])  # printed text parses back to the program
+        except Exception as e:  # noqa: BLE001 - the listing goes on with the raw program
+            text = f"# not simplified: {type(e).__name__}: {e}\n"
+        if text is not None:
+            print(text)
+        try:
+            math_text = dsl.to_math(simple, latex=a.latex)
+        except Exception as e:  # noqa: BLE001 - SymbolicError: time bound or sympy failure
+            print(f"# math skipped: {e}")
+        else:
             print("# math:")
-            print(dsl.to_math(simple, latex=a.latex))
+            print(math_text)
         print()
     return 0
 

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 
 import dsl
 from dsl import symbolic as S
+from dsl.symbolic import bounds, form, numeric
 from strategies import programs
 
 LION = """
@@ -119,7 +120,7 @@ def test_simplify_is_equivalent_and_never_longer(name):
     assert S.numerically_equal(p, s)
     assert s.name == p.name
     # and the result still runs as an optimizer
-    assert S._steps_in_place(s)
+    assert numeric.steps_in_place(s)
 
 
 def test_simplify_returns_the_original_when_nothing_is_shorter():
@@ -199,7 +200,7 @@ def test_bounded_interrupts_a_runaway_worker():
             sp.core.cache.clear_cache()
 
     before = set(_workers())
-    assert S._bounded(spin, 0.5, None) == "started"
+    assert bounds.bounded(spin, 0.5, None).value == "started"
     assert time.monotonic() - t0 < 4.0  # the bound, plus slack for a busy machine
     assert _stopped(before)  # the worker was stopped, not abandoned
 
@@ -227,7 +228,7 @@ def test_bounded_stops_a_loop_the_trace_hook_cannot_see():
 
     before = set(_workers())
     t0 = time.monotonic()
-    assert S._bounded(spin, 0.5, None) == "started"
+    assert bounds.bounded(spin, 0.5, None).value == "started"
     assert time.monotonic() - t0 < 4.0
     assert _stopped(before)
 
@@ -241,8 +242,8 @@ def _chain(n: int) -> dsl.Program:
 
 def test_pathological_program_returns_within_the_bound(monkeypatch):
     # let expand run on an expression whose expansion explodes
-    monkeypatch.setattr(S, "_EXPAND_TERMS", 10 ** 9)
-    monkeypatch.setattr(S, "_EXPAND_LIMIT", 10 ** 9)
+    monkeypatch.setattr(form, "EXPAND_TERMS", 10 ** 9)
+    monkeypatch.setattr(form, "EXPAND_LIMIT", 10 ** 9)
     p = _chain(6)
     before = set(_workers())
     t0 = time.monotonic()
@@ -253,8 +254,8 @@ def test_pathological_program_returns_within_the_bound(monkeypatch):
 
 
 def test_equivalent_respects_the_bound(monkeypatch):
-    monkeypatch.setattr(S, "_EXPAND_TERMS", 10 ** 9)
-    monkeypatch.setattr(S, "_EXPAND_LIMIT", 10 ** 9)
+    monkeypatch.setattr(form, "EXPAND_TERMS", 10 ** 9)
+    monkeypatch.setattr(form, "EXPAND_LIMIT", 10 ** 9)
     a, b = _chain(6), _chain(6).replace(name="other")
     b = b.replace(body=b.body)  # same rule, a structurally equal copy: fast path
     assert S.equivalent(a, b, timeout=1.0)
@@ -398,4 +399,4 @@ def test_simplify_every_seed():
         s = S.simplify(p, timeout=1.5)
         assert s.length <= p.length, name
         assert S.numerically_equal(p, s), name
-        assert s is p or S._steps_in_place(s), name
+        assert s is p or numeric.steps_in_place(s), name
