@@ -37,16 +37,31 @@ def _inputs() -> list[Inputs]:
 _PROBES = _inputs()
 
 
+def _tall_inputs() -> Inputs:
+    """A tall matrix, for programs that read the parameter's shape (`aspect`, `is_matrix`): the
+    (3, 5) and (7,) probes have rows <= cols, where Muon's factor sqrt(maximum(1, aspect(w)))
+    is 1, so with those alone it shares the fingerprint of the same rule without it."""
+    gen = torch.Generator().manual_seed(4321)
+    w = torch.randn(5, 3, generator=gen, dtype=torch.float64)
+    gs = tuple(torch.randn(5, 3, generator=gen, dtype=torch.float64) * (1 + k) for k in range(_STEPS))
+    return Inputs(w, gs, _LRS, tuple(float(k + 1) for k in range(_STEPS)))
+
+
+_TALL = _tall_inputs()
+
+
 def fingerprint(program: Program) -> str:
     """Hash of the program's updates over a few steps on fixed inputs, rounded to 6 significant digits.
 
     Per tensor (a matrix and a vector, so shape functions such as ``is_matrix`` and ``row_mean``
-    show); a program with a whole-group function also on both tensors as one group, so
-    ``global_norm(g)`` and ``norm(g)`` differ. Fingerprints of other programs are unchanged."""
+    show); a program that reads the parameter's shape also on a tall matrix (`_tall_inputs`); a
+    program with a whole-group function also on both tensors as one group, so ``global_norm(g)``
+    and ``norm(g)`` differ. Fingerprints of other programs are unchanged."""
     cp = compile(program)
     parts = []
     try:
-        for inputs in _PROBES:
+        shape_aware = any(ins.op.param_ndim for ins in cp.instrs)
+        for inputs in _PROBES + ([_TALL] if shape_aware else []):
             for upd, _ in trajectory(cp, inputs):
                 parts.append(";".join(f"{v:.5e}" for v in upd.flatten().tolist()))
         if cp.uses_group:  # global_norm: also the whole group (apply alone sees one tensor)
