@@ -224,6 +224,14 @@ def test_simplified_text_says_what_happened():
     assert "time bound of 0.5 s" in note and note.startswith(("# not simplified: ", "# simplified ("))
 
 
+def test_long_chains_are_decided_not_timed_out():
+    # shared subexpressions are walked once (memoized), not along every path of the tree
+    p = dsl.parse(_chain(30))
+    assert dsl.equivalent(p, dsl.parse(_chain(30).replace("return lr", "return 1.0 * lr")), timeout=BOUND)
+    assert not dsl.equivalent(p, dsl.parse(_chain(30).replace("return lr", "return 1.5 * lr")), timeout=BOUND)
+    assert dsl.simplified_text(dsl.parse(_chain(200)), timeout=BOUND) is None  # ran to its end
+
+
 def test_to_math_and_to_sympy_raise_a_clear_error_at_their_bound():
     with pytest.raises(SymbolicError, match="math text: not ready within the time bound of 0.001 s"):
         dsl.to_math(dsl.parse(_chain(200)), timeout=0.001)

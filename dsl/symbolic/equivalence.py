@@ -22,19 +22,26 @@ from ..probe import random_inputs
 from ..program import Program
 from . import form as F
 from .bounds import DEFAULT_TIMEOUT, Budget, PassTimeout, SymbolicTimeout, bounded
-from .form import SymbolicForm, expanded_terms, free_symbols, reduce_slots, tidy, tidy_form, sympy_form, tree_size
+from .form import (SymbolicForm, equal, expanded_terms, free_symbols, is_constant, rebuild, reduce_slots, replace_atoms,
+                   sympy_form, tidy, tidy_form, tree_size)
 from .numeric import close, numerically_equal, slot_trajectories, updates_differ
 
 __all__ = ["equivalent"]
 
 
+_WALK_LIMIT = 2000  # tree size above which sympy's tree walks (evalf, replace) give way to memoized ones
+
+
 def _canonical(e: sp.Expr, budget: Budget) -> sp.Expr:
     """Expanded (when affordable), with constant subexpressions as tidied floats."""
     budget.check()
-    if tree_size(e) <= F.EXPAND_LIMIT and expanded_terms(e) <= F.EXPAND_TERMS:
+    size = tree_size(e)
+    if size <= F.EXPAND_LIMIT and expanded_terms(e) <= F.EXPAND_TERMS:
         e = sp.expand(e)
         if e.has(sp.Piecewise):
             e = sp.piecewise_fold(e)
+    if size > _WALK_LIMIT:  # a shared tree (a long chain): one memoized pass, same effect
+        return tidy(_numeric_constants(e))
     e = e.evalf(17)
 
     def constant(x):  # evalf leaves these inside relations (conditions of Piecewise)
@@ -47,11 +54,27 @@ def _canonical(e: sp.Expr, budget: Budget) -> sp.Expr:
     return tidy(e.replace(constant, value))
 
 
+def _numeric_constants(e: sp.Expr) -> sp.Expr:
+    """``e`` with non-integer rationals and constant subexpressions as 17-digit Floats (what
+    ``evalf(17)`` does to them), in one memoized pass."""
+    constants: dict = {}
+
+    def node(x: sp.Basic) -> sp.Basic:
+        if x.is_Rational and not x.is_Integer:
+            return sp.Float(x, 17)
+        if x.args and is_constant(x, constants):
+            v = x.evalf(17)
+            return v if v.is_Number else x
+        return x
+
+    return rebuild(e, node)
+
+
 def _same(e1: sp.Expr, e2: sp.Expr, budget: Budget) -> bool:
-    if e1 == e2:
+    if equal(e1, e2):
         return True
     c1, c2 = _canonical(e1, budget), _canonical(e2, budget)
-    if c1 == c2:
+    if equal(c1, c2):
         return True
     budget.check()
     d = _canonical(c1 - c2, budget)
@@ -108,9 +131,9 @@ def _equivalent(a: Program, b: Program, substitute: bool, budget: Budget) -> boo
         if not numerically_equal(a, b, mapping, perturb_hparams=not substitute):
             continue
         ren = {fb.symbols[s]: fa.symbols[t] for s, t in mapping.items()}
-        if not _same(fa.update, fb.update.xreplace(ren), budget):
+        if not _same(fa.update, replace_atoms(fb.update, ren), budget):
             continue
-        if all(_same(fa.next_state[mapping[s]], fb.next_state[s].xreplace(ren), budget)
+        if all(_same(fa.next_state[mapping[s]], replace_atoms(fb.next_state[s], ren), budget)
                for s in fb.next_state):
             return True
     return False

@@ -28,7 +28,7 @@ from ..program import Arg, Program
 from .bounds import DEFAULT_TIMEOUT, bounded_value
 
 __all__ = ["SymbolicForm", "to_sympy", "sympy_form", "number", "ieee", "rebuild", "tidy", "tidy_form",
-           "reduce_slots", "free_symbols", "is_constant", "tree_size", "expanded_terms", "nice_float"]
+           "reduce_slots", "replace_atoms", "equal", "free_symbols", "is_constant", "tree_size", "expanded_terms", "nice_float"]
 
 ONES = sp.Symbol("ones", positive=True)
 """A tensor of ones of the parameter's shape: a per-tensor reduction of a constant tensor is one
@@ -167,6 +167,34 @@ def _bottom_up(e: sp.Basic, leaf, node, memo: dict) -> Any:
         else:
             memo[x] = node(x, [memo[a] for a in x.args])
     return memo[e]
+
+
+def replace_atoms(e: sp.Basic, mapping: dict) -> sp.Basic:
+    """``e.xreplace(mapping)`` for a mapping of atoms (symbols), memoized (see `rebuild`)."""
+    mapping = {k: v for k, v in mapping.items() if k != v}  # an equal copy would rebuild the tree
+    if not mapping:
+        return e
+    return rebuild(e, lambda x: mapping.get(x, x) if not x.args else x)
+
+
+def equal(a: sp.Basic, b: sp.Basic) -> bool:
+    """``a == b``, comparing each pair of subexpressions once (sympy's ``==`` recurses through
+    every path of a shared tree; on a 30-link chain it ran past a minute)."""
+    seen: set = set()
+    stack = [(a, b)]
+    while stack:
+        x, y = stack.pop()
+        if x is y or (id(x), id(y)) in seen:
+            continue
+        if type(x) is not type(y) or hash(x) != hash(y) or len(x.args) != len(y.args):
+            return False
+        if not x.args:
+            if x != y:
+                return False
+        else:
+            seen.add((id(x), id(y)))
+            stack.extend(zip(x.args, y.args))
+    return True
 
 
 def free_symbols(e: sp.Basic, memo: dict | None = None) -> frozenset:
@@ -313,8 +341,8 @@ def reduce_slots(form: SymbolicForm) -> SymbolicForm:
             if nxt[s] == form.symbols[s]:
                 rep = {form.symbols[s]: number(init[s])}
                 del nxt[s]
-                upd = upd.xreplace(rep)
-                nxt = {k: v.xreplace(rep) for k, v in nxt.items()}
+                upd = replace_atoms(upd, rep)
+                nxt = {k: replace_atoms(v, rep) for k, v in nxt.items()}
                 changed = True
                 break
     by_sym = {form.symbols[s]: s for s in nxt}

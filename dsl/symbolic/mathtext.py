@@ -18,7 +18,7 @@ from ..printer import format_number
 from ..program import Program
 from . import form as F
 from .bounds import DEFAULT_TIMEOUT, bounded_value
-from .form import SymbolicForm, nice_float, rebuild, tidy_form, sympy_form, tree_size
+from .form import SymbolicForm, is_constant, nice_float, rebuild, tidy_form, sympy_form, tree_size
 
 __all__ = ["MATH_DIGITS", "to_math"]
 
@@ -101,7 +101,7 @@ def _math_lines(form: SymbolicForm) -> list[tuple[str, sp.Expr]]:
 
     # larger expressions first: one slot's new value may contain another's (s' holds m')
     for s, e in sorted(form.next_state.items(), key=lambda kv: -tree_size(kv[1])):
-        if not e.args or e.is_number:
+        if not e.args or is_constant(e):
             continue
         upd = put(upd, e, primes[s])
         nxt = {k: (v if k == s else put(v, e, primes[s])) for k, v in nxt.items()}

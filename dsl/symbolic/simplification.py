@@ -75,7 +75,7 @@ def _interp_numeric_pair(e: sp.Add, fn: sp.FunctionClass) -> Optional[sp.Expr]:
         (ci, ri), (cj, rj) = parts[i], parts[j]
         if not ci.is_Number or not cj.is_Number or ci in (0, 1) or cj in (0, 1):
             continue
-        if ri == rj or ri.is_number or rj.is_number:
+        if ri == rj or is_constant(ri) or is_constant(rj):
             continue
         if abs(float(ci) + float(cj) - 1) > 1e-9:
             continue
