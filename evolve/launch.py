@@ -146,10 +146,11 @@ def _same_rule():
     return same
 
 
-def report(result: SearchResult, out: Optional[TextIO] = None, top: int = 3, simplify_timeout: float = 10.0) -> None:
+def report(result: SearchResult, out: Optional[TextIO] = None, top: int = 3, simplify_timeout: float = 5.0) -> None:
     """Print the best programs as code (as mutation left them, and simplified), with scores,
     the held-out rows and the run's figures."""
     out = out or sys.stdout
+    import dsl
     from dsl import to_text
 
     from .heldout import row_text
@@ -168,27 +169,10 @@ def report(result: SearchResult, out: Optional[TextIO] = None, top: int = 3, sim
               f"memory {ind.program.memory} | id {ind.id}", file=out)
         print(f"#    {tasks}", file=out)
         print(to_text(ind.program, readable=True), file=out)
-        simple, note = _simplified(ind.program, simplify_timeout)
-        if note:
-            print(f"#    {note}", file=out)
-        elif simple is not None:
-            print(f"#    simplified (length {simple.length}):", file=out)
-            print(to_text(simple, readable=True), file=out)
+        simplified = dsl.simplified_text(ind.program, timeout=simplify_timeout)
+        if simplified:   # "# simplified (length N):" and the program, or "# not simplified: why"
+            print(simplified.rstrip("\n"), file=out)
     if result.heldout:
         print("held-out tasks (never seen by the search), score vs tuned AdamW:", file=out)
         for row in result.heldout:
             print(row_text(row), file=out)
-
-
-def _simplified(program, timeout: float):
-    """``(simplified program or None when it reads the same, note)``: bounded in time; a
-    program sympy cannot simplify in time is printed as it is, with the reason."""
-    import dsl
-
-    try:
-        simple = dsl.simplify(program, timeout=timeout)
-    except Exception as e:  # SymbolicTimeout (a BaseException) is caught inside simplify
-        return None, f"not simplified: {type(e).__name__}: {str(e)[:100]}"
-    if dsl.to_text(simple, readable=True) == dsl.to_text(program, readable=True):
-        return None, ""
-    return simple, ""
