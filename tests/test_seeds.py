@@ -22,6 +22,7 @@ torch.set_num_threads(1)
 
 import lion_pytorch  # the test extra (pyproject.toml): a missing install fails, never skips
 import pytorch_optimizer
+from tiny_problem import X, Y, mlp
 
 STEPS = 120
 RTOL, ATOL = 1e-10, 1e-12
@@ -32,20 +33,6 @@ MATRIX_SEEDS = {"adafactor", "adamw_clip", "lamb", "lars", "muon", "muon_adamw"}
 
 # ---------------------------------------------------------------- a tiny float64 problem
 
-def _data():
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(32, 4, generator=gen, dtype=torch.float64)
-    y = torch.stack([torch.sin(x[:, 0] + x[:, 1]), x[:, 2] * x[:, 3]], dim=1)
-    return x, y
-
-
-X, Y = _data()
-
-
-def _model() -> nn.Module:
-    torch.manual_seed(1)
-    return nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 2)).double()
-
 
 def _step(model: nn.Module, opt: torch.optim.Optimizer) -> None:
     opt.zero_grad(set_to_none=True)
@@ -55,7 +42,7 @@ def _step(model: nn.Module, opt: torch.optim.Optimizer) -> None:
 
 def _replay(name: str, make_reference, lr: float, steps: int = STEPS, **hparams) -> None:
     """Train two copies of the model, one with seed ``name``, one with the reference; compare."""
-    ours = _model()
+    ours = mlp()
     theirs = copy.deepcopy(ours)
     start = [p.detach().clone() for p in ours.parameters()]
     opt_ours = dsl.ProgramOptimizer(ours.parameters(), seeds.load(name), lr=lr, **hparams)
@@ -131,7 +118,7 @@ def test_lr_schedule_is_followed():
     """lr enters every step: a scheduler on both sides keeps them in lockstep (Rprop reads lr once)."""
     for name in ("adam", "lion", "rprop"):
         make_reference, lr = REFERENCES[name]
-        ours, theirs = _model(), _model()
+        ours, theirs = mlp(), mlp()
         a = dsl.ProgramOptimizer(ours.parameters(), seeds.load(name), lr=lr)
         b = make_reference(theirs.parameters(), lr)
         sa = torch.optim.lr_scheduler.StepLR(a, step_size=10, gamma=0.5)

@@ -20,27 +20,12 @@ from torch import nn
 import dsl
 import seeds
 import pytorch_optimizer as PO
+from tiny_problem import X, Y, mlp
 
 torch.set_num_threads(1)
 
 STEPS = 60
 RTOL, ATOL = 1e-10, 1e-12
-
-
-def _data():
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(32, 4, generator=gen, dtype=torch.float64)
-    y = torch.stack([torch.sin(x[:, 0] + x[:, 1]), x[:, 2] * x[:, 3]], dim=1)
-    return x, y
-
-
-X, Y = _data()
-
-
-def _mlp() -> nn.Module:
-    """Weights (6, 4) and (2, 6), biases (6,) and (2,)."""
-    torch.manual_seed(1)
-    return nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 2)).double()
 
 
 def _wide_mlp() -> nn.Module:
@@ -96,7 +81,7 @@ F32_EPS = torch.finfo(torch.float32).eps
 ], ids=["defaults", "non-default"])
 def test_adafactor_matches_torch(hp, ref_kw):
     eps = (F32_EPS, hp.get("eps2", 1e-3))
-    _replay("adafactor", _mlp, lambda m, lr: torch.optim.Adafactor(m.parameters(), lr=lr, eps=eps, foreach=False,
+    _replay("adafactor", mlp, lambda m, lr: torch.optim.Adafactor(m.parameters(), lr=lr, eps=eps, foreach=False,
                                                                     **ref_kw), 0.01, **hp)
 
 
@@ -151,12 +136,12 @@ def _weights_only(make_model):
     return make
 
 
-MUON_MODELS = {"wide": _wide_mlp, "tall": _mlp}  # _mlp: a tall (6, 4) and a wide (2, 6) weight
+MUON_MODELS = {"wide": _wide_mlp, "tall": mlp}  # mlp: a tall (6, 4) and a wide (2, 6) weight
 
 
 def test_the_tall_model_has_a_tall_matrix():
     """So the tall cases below test the lr factor: sqrt(1.5) on (6, 4), 1 on (2, 6)."""
-    shapes = [tuple(p.shape) for p in _mlp().parameters() if p.ndim == 2]
+    shapes = [tuple(p.shape) for p in mlp().parameters() if p.ndim == 2]
     assert shapes == [(6, 4), (2, 6)]
     assert [float(dsl.OPS["aspect"].torch(torch.zeros(s))) for s in shapes] == pytest.approx([1.5, 1 / 3])
 
@@ -213,13 +198,13 @@ def test_lamb_matches_pytorch_optimizer(hp):
     kw = dict(hp)
     if "beta1" in kw:
         kw["betas"] = (kw.pop("beta1"), 0.999)
-    _replay("lamb", _mlp, lambda m, lr: PO.Lamb(m.parameters(), lr=lr, foreach=False, **kw), 0.01, **hp)
+    _replay("lamb", mlp, lambda m, lr: PO.Lamb(m.parameters(), lr=lr, foreach=False, **kw), 0.01, **hp)
 
 
 @pytest.mark.parametrize("hp", [{}, dict(weight_decay=0.1, momentum=0.5, dampening=0.1, trust_coefficient=0.01)],
                          ids=["defaults", "non-default"])
 def test_lars_matches_pytorch_optimizer(hp):
-    _replay("lars", _mlp, lambda m, lr: PO.LARS(m.parameters(), lr=lr, foreach=False, **hp), 0.5, **hp)
+    _replay("lars", mlp, lambda m, lr: PO.LARS(m.parameters(), lr=lr, foreach=False, **hp), 0.5, **hp)
 
 
 @pytest.mark.parametrize("max_norm", [1.0, 0.05])
@@ -228,11 +213,11 @@ def test_adamw_clip_matches_clip_grad_norm_and_adamw(max_norm):
         ps = list(m.parameters())
         return _Pair(torch.optim.AdamW(ps, lr=lr), before=lambda: nn.utils.clip_grad_norm_(ps, max_norm))
 
-    _replay("adamw_clip", _mlp, ref, 0.01, max_norm=max_norm)
+    _replay("adamw_clip", mlp, ref, 0.01, max_norm=max_norm)
 
 
 def test_clipping_is_active_in_the_clip_test():
     """At max_norm 0.05 the global gradient norm of the MLP is above it (the clip acts)."""
-    m = _mlp()
+    m = mlp()
     _loss(m).backward()
     assert torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in m.parameters()])) > 0.05
