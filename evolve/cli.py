@@ -1,4 +1,4 @@
-"""The `evolve` command: search, resume, show, plot, replay, tasks, export, seeds."""
+"""The `evolve` command: search, resume, show, plot, replay, tasks, export, seeds, lineage, report."""
 from __future__ import annotations
 
 import argparse
@@ -166,6 +166,29 @@ def _cmd_plot(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_lineage(a: argparse.Namespace) -> int:
+    from .lineage import best_id, format_lineage, lineage, step_to_dict
+    from .rundir import RunDir
+
+    rd = RunDir(a.run)
+    rd.config()   # a clear error when RUN is not a run directory
+    ident = a.id if a.id is not None else best_id(rd.hall_of_fame())
+    steps = lineage(rd.entries(), ident)
+    if a.json:
+        print(json.dumps([step_to_dict(s) for s in steps], indent=1, allow_nan=True))
+    else:
+        sys.stdout.write(format_lineage(steps))
+    return 0
+
+
+def _cmd_report(a: argparse.Namespace) -> int:
+    from .report_html import write_report
+
+    path = write_report(a.run, a.out, task=a.task, steps=a.steps, top=a.top, curves=not a.no_curves)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def _cmd_replay(a: argparse.Namespace) -> int:
     from tasks.replay import run_replay
 
@@ -243,6 +266,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--out", help="folder for the PNG files (default: the run directory)")
     p.set_defaults(fn=_cmd_plot)
+
+    p = sub.add_parser("lineage", help="the chain of ancestors of a run's program, seed first, with diffs")
+    p.add_argument("run")
+    p.add_argument("id", nargs="?", type=int, help="candidate id (default: the best, hall of fame #1)")
+    p.add_argument("--json", action="store_true", help="the steps as JSON")
+    p.set_defaults(fn=_cmd_lineage)
+
+    p = sub.add_parser("report", help="write a self-contained HTML report of a run")
+    p.add_argument("run")
+    p.add_argument("--out", default="report.html", help="HTML file to write (default report.html)")
+    p.add_argument("--task", help="task for the loss curves (default: the first stage-1 task)")
+    p.add_argument("--steps", type=int, default=200, help="training steps of the loss curves (default 200)")
+    p.add_argument("--top", type=int, default=5, help="hall-of-fame programs shown (default 5)")
+    p.add_argument("--no-curves", action="store_true", help="skip the loss curves (no training)")
+    p.set_defaults(fn=_cmd_report)
 
     p = sub.add_parser("replay", help="train a task with program files (and a torch optimizer to compare)")
     p.add_argument("programs", nargs="+")
