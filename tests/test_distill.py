@@ -202,19 +202,27 @@ def test_result_text_reports_steps_code_and_math():
     assert "def lion(" in text and "# math:" in text and "update = " in text
 
 
+@pytest.mark.slow
 def test_real_evaluator_on_quadratic(tmp_path):
     """The task evaluator (quadratic, in-process) through the CLI on a program file: the 1.0003
-    factor and the (beta2 >= beta2) statement go, and the output parses back."""
+    factor and the (beta >= beta) statement go, the result stays within the tolerance and is
+    written as a program file. ~10 s, plus ~40 s to tune AdamW unless OPTSEARCH_BASELINE_CACHE
+    already holds it."""
     prog = tmp_path / "junk.py"
     prog.write_text("def sgdm(g, lr, m=0.0, *, beta=0.9):\n"
                     "    m = interp(g, m, beta) * (beta >= beta)\n"
                     "    return lr * m * 1.0003\n")
     out = tmp_path / "distilled.py"
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OPTSEARCH_BASELINE_CACHE=str(tmp_path / "baselines.json"))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.setdefault("OPTSEARCH_BASELINE_CACHE", str(tmp_path / "baselines.json"))
     r = subprocess.run([sys.executable, "-m", "evolve", "distill", str(prog), "--stages", "quadratic",
                         "--local", "--max-evals", "40", "--out", str(out)],
                        capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     got = dsl.load(out)
-    assert got.length == 2 and "1.0003" not in r.stdout.split("def sgdm")[-1]
-    assert "# math:" in r.stdout
+    text = dsl.to_text(got)
+    assert got.length <= 2 and "1.0003" not in text and ">=" not in text and "ge(" not in text
+    head = r.stdout.splitlines()[0]
+    before, after = (float(x) for x in head.split("score ")[1].split(" (")[0].split(" -> "))
+    assert after >= before - 0.02 and "stopped: converged" in head
+    assert "# math:" in r.stdout and "1.0003" in r.stdout   # the accepted step names it
