@@ -217,7 +217,7 @@ def _cmd_distill(a: argparse.Namespace) -> int:
           f"at most {a.max_evals} programs", file=sys.stderr)
     executor = make_executor(cfg, a.local, modules)
     try:
-        score = executor_scorer(executor, FitnessCache(cfg.cache_size), batch_size=cfg.batch_size)
+        score = executor_scorer(executor, FitnessCache(cfg.cache_size), batch_size=a.batch_size or cfg.batch_size)
         result = distill(prog, score, tolerance=a.tolerance, max_evals=a.max_evals,
                          on_step=lambda s: print(f"  {s.score_before:+.4f} -> {s.score_after:+.4f}  {s.description}",
                                                  file=sys.stderr, flush=True))
@@ -306,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-evals", type=int, default=300, help="programs scored at most (default 300)")
     p.add_argument("--config", help="settings file, for a program file (a run uses its own)")
     p.add_argument("--stages", type=_stages, help="task stages to score on (default: the run's)")
+    p.add_argument("--batch-size", type=int, help="programs trained side by side per worker call (default: the run's)")
     p.add_argument("--local", action="store_true", help="evaluate in this process, without Ray")
     p.add_argument("--workers", type=int, help="Ray evaluation actors")
     p.add_argument("--address", help="Ray cluster to join")
