@@ -226,3 +226,29 @@ def test_real_evaluator_on_quadratic(tmp_path):
     before, after = (float(x) for x in head.split("score ")[1].split(" (")[0].split(" -> "))
     assert after >= before - 0.02 and "stopped: converged" in head
     assert "# math:" in r.stdout and "1.0003" in r.stdout   # the accepted step names it
+
+
+def test_program_of_a_run_directory_and_a_file(tmp_path):
+    import json
+
+    from evolve.cli import main
+    from evolve.config import SearchConfig
+    from evolve.distill import program_of
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(SearchConfig(stages=(("quadratic",),)).to_dict()))
+    with pytest.raises(ValueError, match="no hall of fame"):
+        program_of(str(run))
+    adamw, lion = seeds.load("adamw"), seeds.load("lion")
+    (run / "hall_of_fame.json").write_text(json.dumps({"best": [{"id": 7, "flat": dsl.to_text(adamw)}]}))
+    (run / "log.jsonl").write_text(json.dumps({"eval": 1, "id": 3, "program": dsl.to_text(lion)}) + "\n")
+    p, cfg, label = program_of(str(run))
+    assert p == adamw and cfg["stages"] == [["quadratic"]] and "id 7" in label
+    assert program_of(str(run), 3)[0] == lion and program_of(str(run), 7)[0] == adamw
+    with pytest.raises(ValueError, match="no program with id 5"):
+        program_of(str(run), 5)
+    f = tmp_path / "p.py"
+    f.write_text(dsl.to_text(lion))
+    assert program_of(str(f)) == (lion, {}, str(f))
+    assert main(["distill", str(f), "3", "--local"]) == 2     # an id needs a run directory
