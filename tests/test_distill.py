@@ -6,10 +6,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
 import torch
 
 import dsl
 import seeds
+from strategies import programs
 from dsl.probe import Inputs, random_inputs, trajectory
 from evolve.cache import FitnessCache
 from evolve.candidate import Fitness
@@ -252,3 +254,19 @@ def test_program_of_a_run_directory_and_a_file(tmp_path):
     f.write_text(dsl.to_text(lion))
     assert program_of(str(f)) == (lion, {}, str(f))
     assert main(["distill", str(f), "3", "--local"]) == 2     # an id needs a run directory
+
+
+@settings(max_examples=60, deadline=None)
+@given(programs())
+def test_every_candidate_of_any_program_is_valid_pruned_and_printable(p):
+    p = dsl.prune(p)
+    size = complexity(p)
+    hashes = set()
+    for q, what in candidates(p):
+        assert dsl.prune(q) == q and dsl.parse(dsl.to_text(q)) == q, what
+        assert q != p and q.hash not in hashes
+        hashes.add(q.hash)
+        if what.startswith("drop"):
+            assert q.length < p.length, what
+        else:
+            assert complexity(q) < size, what
