@@ -1,4 +1,4 @@
-"""The `evolve` command: search, resume, show, plot, replay, tasks, export, seeds, lineage, report."""
+"""The `evolve` command: search, resume, show, plot, replay, tasks, export, seeds, lineage, report, distill."""
 from __future__ import annotations
 
 import argparse
@@ -221,6 +221,39 @@ def _cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_distill(a: argparse.Namespace) -> int:
+    """Greedy ablation (`evolve.distill`) scored on the search stages' tasks (never the held-out
+    ones) by the search's evaluator: in-process with --local, else Ray workers."""
+    import dsl
+
+    from .cache import FitnessCache
+    from .config import SearchConfig, load_config
+    from .distill import distill, executor_scorer, program_of, result_text
+    from .launch import load_tasks, make_executor
+
+    prog, run_config, label = program_of(a.source, a.id)
+    cfg = SearchConfig.from_dict(run_config) if run_config else load_config(a.config)
+    cfg = cfg.replace(stages=a.stages, heldout_top=0, workers=a.workers, address=a.address, progress=False)
+    modules = load_tasks(cfg)
+    stages = "; ".join(",".join(s) for s in cfg.stages) if cfg.stages else "the default stages"
+    print(f"distilling {label} (length {prog.length}) on {stages}, tolerance {a.tolerance:g}, "
+          f"at most {a.max_evals} programs", file=sys.stderr)
+    executor = make_executor(cfg, a.local, modules)
+    try:
+        score = executor_scorer(executor, FitnessCache(cfg.cache_size), batch_size=a.batch_size or cfg.batch_size)
+        result = distill(prog, score, tolerance=a.tolerance, max_evals=a.max_evals,
+                         on_step=lambda s: print(f"  {s.score_before:+.4f} -> {s.score_after:+.4f}  {s.description}",
+                                                 file=sys.stderr, flush=True))
+    finally:
+        executor.close()
+    print(result_text(result))
+    print(f"# {score.trained} programs trained ({result.evals - score.trained} were cache hits by behaviour)")
+    if a.out:
+        Path(a.out).write_text(dsl.to_text(result.program))
+        print(f"wrote {a.out}", file=sys.stderr)
+    return 0
+
+
 def _cmd_seeds(a: argparse.Namespace) -> int:
     import dsl
     import seeds
@@ -301,6 +334,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rank", type=int, default=1, help="which program of a run's hall of fame")
     p.add_argument("--class-name")
     p.set_defaults(fn=_cmd_export)
+
+    p = sub.add_parser("distill", help="simplify a program by ablation while its score stays within a tolerance")
+    p.add_argument("source", help="run directory or program file")
+    p.add_argument("id", nargs="?", type=int, help="program id in the run (default: the best)")
+    p.add_argument("--out", help="write the distilled program here")
+    p.add_argument("--tolerance", type=float, default=0.02,
+                   help="score the result may lose vs the original (mean log ratio vs tuned AdamW; default 0.02)")
+    p.add_argument("--max-evals", type=int, default=300, help="programs scored at most (default 300)")
+    p.add_argument("--config", help="settings file, for a program file (a run uses its own)")
+    p.add_argument("--stages", type=_stages, help="task stages to score on (default: the run's)")
+    p.add_argument("--batch-size", type=int, help="programs trained side by side per worker call (default: the run's)")
+    p.add_argument("--local", action="store_true", help="evaluate in this process, without Ray")
+    p.add_argument("--workers", type=int, help="Ray evaluation actors")
+    p.add_argument("--address", help="Ray cluster to join")
+    p.set_defaults(fn=_cmd_distill)
 
     p = sub.add_parser("seeds", help="print the known methods that searches start from")
     p.set_defaults(fn=_cmd_seeds)
