@@ -503,8 +503,9 @@ def op(name: str) -> Op:
 
 
 def scalar_eval(o: Op, args: list) -> float:
-    """Evaluate an op on Python floats in float64 with IEEE semantics (1/0 -> inf, not an error)."""
-    ts = [torch.tensor(a, dtype=torch.float64) for a in args]
+    """Evaluate an op on Python floats in float64 with IEEE semantics (1/0 -> inf, not an error).
+    A 0-dim tensor (a tensor hyperparameter) counts as its value."""
+    ts = [torch.as_tensor(a, dtype=torch.float64) for a in args]
     if o.name == "where":
         return args[1] if args[0] != 0 else args[2]
     if o.never_scalar:
