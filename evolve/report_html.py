@@ -94,7 +94,16 @@ def _hall_of_fame(rows: list[dict]) -> str:
         out.append(f"<h3>#{rank}: id {_e(r['id'])}, score {_e(_num(r['score']))}, length {_e(r['length'])}, "
                    f"memory {_e(r['memory'])}</h3>")
         out.append(f"<pre>{_e(dsl.to_text(prog, readable=True))}</pre>")
-        out.append(_math(prog))
+        simplified = dsl.simplified_text(prog, timeout=5.0)   # bounded; None: nothing shorter
+        if simplified:
+            out.append(f"<pre>{_e(simplified)}</pre>")
+        shown = prog
+        if simplified and not simplified.startswith("# not simplified"):
+            try:                                              # the math of the simplified rule
+                shown = dsl.parse(simplified.split("\n", 1)[1])
+            except dsl.ParseError:
+                pass
+        out.append(_math(shown))
     return "\n".join(out) or '<p class="note">the hall of fame is empty</p>'
 
 

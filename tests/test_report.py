@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import dsl
+
 from evolve.cli import main
 from evolve.config import SearchConfig
 from evolve.executor import LocalExecutor
@@ -112,3 +114,14 @@ def test_report_opens_in_a_headless_browser(run, tmp_path):
                         "--window-size=1200,3000", html_path.as_uri()], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]
     assert png.exists() and png.stat().st_size > 10_000
+
+
+def test_hall_of_fame_shows_the_simplified_rule_and_its_math():
+    from evolve.report_html import _hall_of_fame
+
+    flat = dsl.to_text(dsl.parse("def r(w, g, lr, m=0.0, *, beta2=0.99):\n    m = interp(g, m, 0.9)\n"
+                                 "    return lr * sign(m) * (beta2 >= beta2)\n"))
+    html = _hall_of_fame([{"id": 3, "score": 0.1, "length": 4, "memory": 1, "flat": flat}])
+    raw, rest = html.split("# simplified", 1)
+    assert "&gt;=" in raw                        # the program as mutation left it
+    assert "&gt;=" not in rest and "sign" in rest   # the simplified code and its math
