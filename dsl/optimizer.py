@@ -7,7 +7,8 @@ from typing import Any, Callable, Iterable, Optional, Union
 
 import torch
 
-from .compiler import compile
+from .compiled_step import CompiledStep
+from .compiler import compile as compile_program
 from .program import Program
 
 __all__ = ["ProgramOptimizer", "as_program"]
@@ -37,9 +38,15 @@ class ProgramOptimizer(torch.optim.Optimizer):
     A program with a whole-group function (``global_norm``) steps each param group in one call
     over every parameter with a gradient; they must then share device, dtype and step count
     (a ValueError otherwise).
+
+    ``compile=True`` steps each such set of parameters with one ``torch.compile``d function of the
+    whole step (`dsl.compiled_step`; ``compile_options`` go to ``torch.compile``, e.g.
+    ``{"backend": "eager"}``); where compilation fails it warns once (`CompileUnavailable`) and
+    steps uncompiled. ``compile_seconds`` gives the time spent compiling (first calls).
     """
 
     def __init__(self, params: Iterable, program: Union[Program, str, os.PathLike], lr: float = 1e-3,
+                 *, compile: bool = False, compile_options: Optional[dict] = None,  # noqa: A002
                  **hyperparameters: Any):
         program = as_program(program)
         unknown = set(hyperparameters) - set(program.hparam_names)
@@ -53,7 +60,13 @@ class ProgramOptimizer(torch.optim.Optimizer):
         defaults = {"lr": lr, **dict(program.hparams), **hyperparameters}
         super().__init__(params, defaults)
         self.program = program
-        self._compiled = compile(program)
+        self._compiled = compile_program(program)
+        self._compiled_step = CompiledStep(self._compiled, **(compile_options or {})) if compile else None
+
+    @property
+    def compile_seconds(self) -> float:
+        """Wall time of the compiled step's first calls (tracing, code generation, one step); 0 uncompiled."""
+        return self._compiled_step.compile_seconds if self._compiled_step is not None else 0.0
 
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
@@ -86,6 +99,9 @@ class ProgramOptimizer(torch.optim.Optimizer):
                     state["step"] = t
             hp = {k: _scalar(group[k]) for k in names}
             for (_, _, t), ps in buckets.items():
+                if self._compiled_step is not None and self._compiled_step(
+                        ps, [p.grad for p in ps], [self.state[p] for p in ps], _scalar(group["lr"]), t, hp):
+                    continue
                 self._compiled.step_foreach(ps, [p.grad for p in ps], [self.state[p] for p in ps],
                                             _scalar(group["lr"]), t, hp)
         return loss
