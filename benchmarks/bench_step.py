@@ -3,6 +3,11 @@ and lion-pytorch's Lion, on a ~10M-parameter model. Prints ms per step and ratio
 
     .venv/bin/python benchmarks/bench_step.py [--device cpu|cuda] [--steps 30] [--rounds 3] [--threads 2]
     .venv/bin/python benchmarks/bench_step.py --set matrix [--width 512]
+    .venv/bin/python benchmarks/bench_step.py --compile --threads 1
+
+``--compile``: the AdamW and Lion programs stepped by ``ProgramOptimizer(compile=True)`` (the whole
+step through ``torch.compile``; compile time printed apart, not in the step times) vs
+torch.optim.AdamW fused and foreach and the uncompiled programs.
 
 ``--set matrix``: the Muon and Adafactor programs vs torch.optim.Muon and torch.optim.Adafactor
 on the same MLP shape at hidden width ``--width`` (Newton-Schulz costs 15 matrix products per
@@ -83,10 +88,25 @@ def matrix_optimizers() -> dict:
     }
 
 
+def compiled_optimizers() -> dict:
+    """``--compile``: the programs compiled vs torch's AdamW."""
+    adamw, lion = seeds.load("adamw"), seeds.load("lion")
+    return {
+        "torch.optim.AdamW foreach": lambda ps: torch.optim.AdamW(ps, lr=1e-3, foreach=True),
+        "torch.optim.AdamW fused": lambda ps: torch.optim.AdamW(ps, lr=1e-3, fused=True),
+        "dsl AdamW program": lambda ps: dsl.ProgramOptimizer(ps, adamw, lr=1e-3),
+        "dsl AdamW compiled": lambda ps: dsl.ProgramOptimizer(ps, adamw, lr=1e-3, compile=True),
+        "dsl Lion program": lambda ps: dsl.ProgramOptimizer(ps, lion, lr=1e-4),
+        "dsl Lion compiled": lambda ps: dsl.ProgramOptimizer(ps, lion, lr=1e-4, compile=True),
+    }
+
+
 def optimizers(which: str = "adamw") -> dict:
     """Name -> factory of every optimizer compared (those whose package is missing left out)."""
     if which == "matrix":
         return matrix_optimizers()
+    if which == "compiled":
+        return compiled_optimizers()
     adamw, lion = seeds.load("adamw"), seeds.load("lion")
     rows = {
         "torch.optim.AdamW foreach": lambda ps: torch.optim.AdamW(ps, lr=1e-3, foreach=True),
@@ -105,7 +125,8 @@ def optimizers(which: str = "adamw") -> dict:
 
 
 def time_steps(make_opt, device: str, steps: int, warmup: int = 3, width: int = 0) -> list[float]:
-    """Seconds of each of ``steps`` steps after ``warmup`` untimed ones."""
+    """Seconds of each of ``steps`` steps after ``warmup`` untimed ones (for a compiled optimizer,
+    ``time_steps.compile_s``: its compile time, spent in the first warmup step)."""
     m = model(device, width)
     for p in m.parameters():
         p.grad = torch.randn_like(p) * 1e-3
@@ -120,6 +141,7 @@ def time_steps(make_opt, device: str, steps: int, warmup: int = 3, width: int = 
             torch.cuda.synchronize()
         if i >= warmup:
             times.append(time.perf_counter() - t)
+    time_steps.compile_s = getattr(opt, "compile_seconds", 0.0)
     return times
 
 
@@ -129,17 +151,22 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30, help="timed steps per optimizer, split among the rounds")
     ap.add_argument("--rounds", type=int, default=3, help="turns taken by the optimizers")
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--set", default="adamw", choices=["adamw", "matrix"], help="which optimizers (module doc)")
+    ap.add_argument("--set", default="adamw", choices=["adamw", "matrix", "compiled"],
+                    help="which optimizers (module doc)")
+    ap.add_argument("--compile", action="store_true", help="same as --set compiled (module doc)")
     ap.add_argument("--width", type=int, default=0, help="hidden width of the MLP (default 2048; --set matrix: 512)")
     ap.add_argument("--only", help=argparse.SUPPRESS)  # one optimizer, in a child process
     a = ap.parse_args()
+    if a.compile:
+        a.set = "compiled"
     if a.set == "matrix" and not a.width:
         a.width = 512
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.only:
         try:
-            print(json.dumps(time_steps(optimizers(a.set)[a.only], a.device, a.steps, width=a.width)))
+            times = time_steps(optimizers(a.set)[a.only], a.device, a.steps, width=a.width)
+            print(json.dumps({"times": times, "compile_s": time_steps.compile_s}))
         except (RuntimeError, TypeError) as e:  # e.g. fused AdamW unsupported on this device
             print(json.dumps(str(e).splitlines()[0][:80]))
         return
@@ -148,6 +175,7 @@ def main() -> None:
           f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
     times: dict[str, list[float]] = {name: [] for name in optimizers(a.set)}
     unavailable: dict[str, str] = {}
+    compile_s: dict[str, list[float]] = {name: [] for name in times}
     for _ in range(a.rounds):
         for name in times:
             if name in unavailable:
@@ -159,7 +187,8 @@ def main() -> None:
             if isinstance(out, str):
                 unavailable[name] = out
             else:
-                times[name] += out
+                times[name] += out["times"]
+                compile_s[name].append(out["compile_s"])
     for name, why in unavailable.items():
         print(f"{name:30s}  unavailable: {why}")
     results = {name: statistics.median(ts) * 1e3 for name, ts in times.items() if name not in unavailable}
@@ -170,6 +199,21 @@ def main() -> None:
         for ours, theirs in [("dsl Muon program", "torch.optim.Muon"), ("dsl Muon program", "torch.optim.Muon float32 NS"),
                              ("dsl Adafactor program", "torch.optim.Adafactor foreach"),
                              ("dsl Adafactor program", "torch.optim.Adafactor for-loop")]:
+            if ours in results and theirs in results:
+                print(f"{ours} / {theirs}: {results[ours] / results[theirs]:.2f}x")
+        return
+    if a.set == "compiled":
+        fused = results.get("torch.optim.AdamW fused")
+        print(f"{'optimizer':30s} {'ms/step':>9s} {'vs AdamW fused':>15s} {'compile s':>10s}")
+        for name, ms in results.items():
+            cs = statistics.median(compile_s[name])
+            print(f"{name:30s} {ms:9.2f} {ms / fused if fused else float('nan'):14.2f}x "
+                  f"{cs:10.1f}")
+        for ours, theirs in [("dsl AdamW compiled", "torch.optim.AdamW fused"),
+                             ("dsl AdamW compiled", "torch.optim.AdamW foreach"),
+                             ("dsl AdamW compiled", "dsl AdamW program"),
+                             ("dsl Lion compiled", "torch.optim.AdamW fused"),
+                             ("dsl Lion compiled", "dsl Lion program")]:
             if ours in results and theirs in results:
                 print(f"{ours} / {theirs}: {results[ours] / results[theirs]:.2f}x")
         return
