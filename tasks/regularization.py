@@ -29,13 +29,17 @@ def overfit_digits(size: int = 1, device="cpu", dtype=torch.float32, steps: int 
     Training rows: the first ``n`` of a permutation of the digits training split seeded by the
     variant's ``subset``; validation: the fixed 360-image validation split (accuracy as metric).
     Weights ``init_scale * U(+-1/sqrt(fan_in))``. At 1500 steps of 20 the model sees each
-    example 300 times: AdamW without decay at its best learning rate fits the training set and
-    its validation loss then climbs (measured in `tests/test_task_families.py`).
+    example 300 times: AdamW without decay fits the training set and its validation loss then
+    climbs (at lr 1e-3 it ends 1.11x above its minimum; `tests/test_task_families.py` checks the
+    rise and that decay 0.3 ends lower). Tuned AdamW (decay 0.01): lr 3e-4, loss 0.39; Lion
+    (no decay) scores -1.03 against it.
 
-    Variant axes: n 100/60/150, width 128/64/256, batch size 20/10/50, init scale 1/0.5/2,
-    subset 0..3.
+    Variant axes: n 100/60/150, width 128/64/192, batch size 20/10/50, init scale 1/0.5/2,
+    subset 0..3. Variants 1-5 cost 0.7x to 1.5x the default's time; how much the validation loss
+    rises without decay varies with them (final / minimum over the curve, AdamW without decay at
+    lr 1e-3: 1.11 default, 1.00 to 1.38 over variants 1-5).
     """
-    v = draw("overfit_digits", variant, n=(100, 60, 150), width=(128, 64, 256), batch_size=(20, 10, 50),
+    v = draw("overfit_digits", variant, n=(100, 60, 150), width=(128, 64, 192), batch_size=(20, 10, 50),
              init_scale=(1.0, 0.5, 2.0), subset=(0, 1, 2, 3))
     hid, n, scale = v["width"] * size, v["n"], v["init_scale"]
     xt, yt, xv, yv = digits()
