@@ -138,3 +138,15 @@ def test_bfloat16_and_size_2_build(name):
     assert math.isfinite(float(bf.loss(p, bf.batch(0, 0)))) and math.isfinite(float(bf.validation_loss(p)))
     (out,) = tasks.train_batched(bf, [tasks.Run(ADAMW, 1e-2)], steps=5, rules=tasks.StopRules(hopeless_fraction=0))
     assert out.status == "ok", out.reason
+
+
+def test_variant_scores_against_its_own_tuned_adamw():
+    """The fitness path on a variant: its baseline is tuned on the variant (not the default task),
+    and AdamW scores 0 against it while Lion, a different rule, does not."""
+    cfg = tasks.EvalConfig(steps=60)
+    v1, v0 = tasks.get("deep_narrow_mlp", variant=1), tasks.get("deep_narrow_mlp")
+    b1, b0 = cfg.baseline(v1), cfg.baseline(v0)
+    assert b1.key != b0.key and b1.loss != b0.loss
+    adamw, lion = tasks.evaluate_task([ADAMW, LION], v1, cfg, b1)
+    assert adamw.score == pytest.approx(0.0, abs=1e-9)
+    assert lion.score != 0.0 and math.isfinite(lion.score)
