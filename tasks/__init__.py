@@ -17,10 +17,12 @@ Add a task in a few lines (a factory of ``size``, ``device``, ``dtype`` returnin
                           steps=100, device=device, dtype=dtype)
 
 Modules: `base` (Task), `registry`, `schedules`, `data`, the built-in tasks (`synthetic`,
-`digits`, `charlm`, `sparse`), `train` (batched trainer), `results` (scores and records),
+`digits`, `charlm`, `sparse`, `recurrent`, `regularization`, `deep`), `variants` (seeded task
+variants), `train` (batched trainer), `results` (scores and records),
 `baselines` (tuned AdamW, cached), `fitness` (`evaluate`), `stages`, `replay` (CLI support).
 """
-from . import charlm, digits, sparse, synthetic  # noqa: F401  (register the built-in tasks)
+# import the built-in task modules so that they register
+from . import charlm, deep, digits, recurrent, regularization, sparse, synthetic  # noqa: F401
 from .base import DEFAULT_LR_GRID, Task
 from .baselines import ADAMW_TEXT, adamw_program, baseline
 from .fitness import DEFAULT_LR_MULTIPLIERS, EvalConfig, evaluate, evaluate_task
