@@ -57,7 +57,7 @@ def load_tasks(config: SearchConfig) -> tuple[TaskModule, ...]:
     modules = tuple(load_task_module(m) for m in config.tasks_modules)
     wanted = [t for stage in (config.stages or default_stages()) for t in stage] + list(heldout_stage(config))
     known = set(registry.names())
-    unknown = sorted({t for t in wanted if t not in known})
+    unknown = sorted({t for t in wanted if not registry.exists(t)})
     if unknown:
         hint = "" if config.tasks_modules else "; tasks of your own need --tasks-module FILE.py"
         raise ValueError(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}{hint}")

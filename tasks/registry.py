@@ -16,9 +16,10 @@ a `Task`. Built tasks (with their data) are cached, so workers build data once.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -58,15 +59,44 @@ def names() -> list[str]:
     return sorted(_FACTORIES)
 
 
-def factory(name: str) -> TaskFactory:
+def split_variant(name: str) -> tuple[str, Optional[int]]:
+    """``"gru_charlm@3"`` -> ``("gru_charlm", 3)``; a plain name -> ``(name, None)``.
+
+    A variant (`tasks.variants`) is named in stages like any task; the factory must take a
+    ``variant`` argument."""
+    base, sep, v = name.partition("@")
+    if not sep:
+        return name, None
+    if not v.isdigit():
+        raise KeyError(f"task {name!r}: a variant is a non-negative integer after '@', e.g. {base}@3")
+    return base, int(v)
+
+
+def exists(name: str) -> bool:
+    """Is ``name`` (or the family of ``name@N``, whose factory takes ``variant``) registered?"""
     try:
-        return _FACTORIES[name]
+        factory(name)
+        return True
+    except KeyError:
+        return False
+
+
+def factory(name: str) -> TaskFactory:
+    base, variant = split_variant(name)
+    try:
+        fn = _FACTORIES[base]
     except KeyError:
         raise KeyError(f"unknown task {name!r}; known: {', '.join(names())}") from None
+    if variant is not None and "variant" not in inspect.signature(fn).parameters:
+        raise KeyError(f"task {base!r} has no variants (its factory takes no 'variant' argument)")
+    return fn
 
 
 def normalize_config(name: str, **kw: Any) -> dict[str, Any]:
     """The factory's arguments with defaults filled in; device and dtype as strings."""
+    _, variant = split_variant(name)
+    if variant is not None:
+        kw = dict(kw, variant=variant)
     sig = inspect.signature(factory(name))
     bound = sig.bind(**kw)
     bound.apply_defaults()
@@ -81,6 +111,8 @@ def normalize_config(name: str, **kw: Any) -> dict[str, Any]:
 def get(name: str, **kw: Any) -> Task:
     """The task ``name`` built with factory arguments ``kw`` (cached per configuration)."""
     cfg = normalize_config(name, **kw)
+    base, _ = split_variant(name)
+    name = f"{base}@{cfg['variant']}" if cfg.get("variant") else base   # one name per variant
     key = (name, tuple(sorted((k, repr(v)) for k, v in cfg.items())))
     task = _BUILT.get(key)
     if task is None:
@@ -88,8 +120,10 @@ def get(name: str, **kw: Any) -> Task:
         if "dtype" in args:
             args["dtype"] = getattr(torch, args["dtype"])
         task = factory(name)(**args)
-        if task.name != name:
-            raise ValueError(f"factory registered as {name!r} built a task named {task.name!r}")
+        if task.name != base:
+            raise ValueError(f"factory registered as {base!r} built a task named {task.name!r}")
+        if name != base:   # scores, baselines and logs name the variant: "family@N"
+            task = dataclasses.replace(task, name=name)
         task = task.with_config({k: v for k, v in cfg.items() if k != "device"})
         with _LOCK:
             task = _BUILT.setdefault(key, task)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import dsl
+import seeds
 import tasks
 from tasks.baselines import baseline_key
 from tasks.variants import draw
@@ -150,3 +151,20 @@ def test_variant_scores_against_its_own_tuned_adamw():
     adamw, lion = tasks.evaluate_task([ADAMW, LION], v1, cfg, b1)
     assert adamw.score == pytest.approx(0.0, abs=1e-9)
     assert lion.score != 0.0 and math.isfinite(lion.score)
+
+
+def test_a_variant_is_named_in_stages_as_family_at_n():
+    from tasks import EvalConfig, evaluate, registry
+
+    t3 = registry.get("deep_narrow_mlp@3")
+    assert t3.name == "deep_narrow_mlp@3" and t3.config["variant"] == 3
+    assert t3.fingerprint == registry.get("deep_narrow_mlp", variant=3).fingerprint != \
+        registry.get("deep_narrow_mlp").fingerprint
+    assert registry.exists("deep_narrow_mlp@3") and not registry.exists("quadratic@1")
+    for bad in ("quadratic@1", "deep_narrow_mlp@x", "nope@2"):
+        with pytest.raises(KeyError):
+            registry.get(bad)
+    cfg = EvalConfig(steps=40, lr_multipliers=(1.0,))
+    (r,) = evaluate([seeds.load("adamw")], ["deep_narrow_mlp@3", "deep_narrow_mlp"], cfg)
+    assert set(r.scores) == {"deep_narrow_mlp@3", "deep_narrow_mlp"}   # two variants, two scores
+    assert all(abs(v) < 1e-9 for v in r.scores.values())                 # AdamW vs AdamW tuned on each
