@@ -65,10 +65,11 @@ def fingerprint(program: Program) -> str:
             for upd, _ in trajectory(cp, inputs):
                 parts.append(";".join(f"{v:.5e}" for v in upd.flatten().tolist()))
         if cp.uses_group:  # global_norm: also the whole group (apply alone sees one tensor)
-            ws = [w.clone() for w in _W]
+            ws = [p.w0.clone() for p in _PROBES]
             states = [cp.init_state(w) for w in ws]
             for step in range(_STEPS):
-                ups, states = cp.apply_group(ws, _G[step], _LRS[step], float(step + 1), states)
+                gs = [p.gs[step] for p in _PROBES]
+                ups, states = cp.apply_group(ws, gs, _LRS[step], float(step + 1), states)
                 ws = [w - u.expand_as(w) for w, u in zip(ws, ups)]
                 parts += [";".join(f"{v:.5e}" for v in u.expand_as(w).flatten().tolist()) for w, u in zip(ws, ups)]
     except Exception as e:  # a program that cannot run has a fingerprint of its own

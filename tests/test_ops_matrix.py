@@ -226,6 +226,12 @@ def test_fingerprints_tell_the_new_functions_apart():
     assert len(set(fps.values())) == len(fps), fps
 
 
+def test_group_programs_get_a_functional_fingerprint_not_an_error_one():
+    # equal rules written differently share it (an error fingerprint is unique to each text)
+    assert fingerprint(_prog("g / global_norm(2 * g)")) == fingerprint(_prog("0.5 * g / global_norm(g)"))
+    assert fingerprint(_prog("g / global_norm(g)")) != fingerprint(_prog("g / norm(g)"))
+
+
 def test_fingerprints_tell_muons_lr_factor_apart():
     # the (3, 5) and (7,) probes are not tall: shape-reading programs are also probed on a (5, 3)
     assert fingerprint(_prog("sqrt(maximum(1, aspect(w))) * g")) != fingerprint(_prog("g"))
