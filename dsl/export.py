@@ -176,7 +176,7 @@ def export_optimizer(program: Program, class_name: Optional[str] = None) -> str:
             writes.append(f'for w, _v in zip(ps, {text(a)}):')
             writes.append(f'    self.state[w]["{x}"] = {value}')
         elif group_mode:
-            writes.append(f'for w in ps:')
+            writes.append('for w in ps:')
             writes.append(f'    self.state[w]["{x}"] = {value}')
         else:
             writes.append(f'state["{x}"] = {value}')

@@ -16,7 +16,6 @@ import hashlib
 import keyword
 import math
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Union
 
 from .ops import OPS

@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
 from dataclasses import dataclass
 from itertools import count
-from typing import Callable, Iterable, Optional
+from typing import Callable, Optional
 
 from dsl import Arg, Program, Stmt, format_number, prune, to_text
 
 from .cache import FitnessCache, fingerprint
 from .candidate import WORST, Fitness, Job
+from .executor import run_all
 
 __all__ = ["Step", "DistillResult", "candidates", "complexity", "distill", "executor_scorer",
            "significant_digits", "round_significant"]
@@ -260,24 +260,14 @@ def executor_scorer(executor, cache: Optional[FitnessCache] = None, batch_size: 
                 out[i] = hit[0]
             else:
                 todo.setdefault(fp, []).append(i)
-        jobs = {}
-        for fp, idx in todo.items():
-            j = Job(next(ids), to_text(programs[idx[0]]))
-            jobs[j.id] = (j, idx)
-        queue = deque(_batches([j for j, _ in jobs.values()], batch_size))
-        left = len(jobs)
-        while left:
-            while queue and executor.capacity() > 0:
-                executor.submit(queue.popleft())
-            for job, fit in executor.wait(timeout=wait_s):
-                if job.id not in jobs:
-                    continue
-                _, idx = jobs.pop(job.id)
-                left -= 1
-                run.trained += 1
-                for i in idx:
-                    cache.store(programs[i].hash, fps[i], fit)
-                    out[i] = fit
+        jobs = {next(ids): idx for idx in todo.values()}
+        results = run_all(executor, [Job(k, to_text(programs[idx[0]])) for k, idx in jobs.items()],
+                          batch_size, wait_s)
+        run.trained += len(results)
+        for k, fit in results.items():
+            for i in jobs[k]:
+                cache.store(programs[i].hash, fps[i], fit)
+                out[i] = fit
         for p, f in zip(programs, out):
             fitness[p.hash] = f
         return [f.score if f.ok else WORST for f in out]
@@ -285,11 +275,6 @@ def executor_scorer(executor, cache: Optional[FitnessCache] = None, batch_size: 
     run.trained = 0
     run.fitness = fitness
     return run
-
-
-def _batches(xs: list, n: int) -> Iterable[list]:
-    for i in range(0, len(xs), max(1, n)):
-        yield xs[i:i + max(1, n)]
 
 
 # ---------------------------------------------------------------- printing

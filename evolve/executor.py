@@ -13,7 +13,7 @@ from typing import Callable, Optional, Protocol
 
 from .candidate import Fitness, Job
 
-__all__ = ["Executor", "LocalExecutor", "EvaluateFn"]
+__all__ = ["Executor", "LocalExecutor", "EvaluateFn", "run_all"]
 
 EvaluateFn = Callable[[list[Job]], list[Fitness]]
 
@@ -62,6 +62,22 @@ class LocalExecutor:
 
     def close(self) -> None:
         self.queue.clear()
+
+
+def run_all(executor: Executor, jobs: list[Job], batch_size: int, wait_s: float = 1.0) -> dict[int, Fitness]:
+    """Every job's result, by job id: batches of ``batch_size`` submitted as workers free up, results
+    taken as each batch finishes (held-out rows, distillation: a fixed set of jobs, no search)."""
+    n = max(1, batch_size)
+    queue = deque(jobs[i:i + n] for i in range(0, len(jobs), n))
+    want = {j.id for j in jobs}
+    results: dict[int, Fitness] = {}
+    while len(results) < len(want):
+        while queue and executor.capacity() > 0:
+            executor.submit(queue.popleft())
+        for job, fit in executor.wait(timeout=wait_s):
+            if job.id in want:
+                results[job.id] = fit
+    return results
 
 
 def safe_evaluate(evaluate: EvaluateFn, jobs: list[Job], worker: str) -> list[Fitness]:

@@ -13,9 +13,9 @@ from typing import Optional
 import seeds as seed_library
 from dsl import Program, to_text
 
-from .candidate import TRANSIENT, Fitness, Individual, Job
+from .candidate import TRANSIENT, Individual, Job
 from .config import SearchConfig
-from .executor import Executor
+from .executor import Executor, run_all
 from .rundir import RunDir, atomic_write_json
 
 __all__ = ["validate", "REFERENCES", "row_text"]
@@ -34,14 +34,7 @@ def validate(executor: Executor, config: SearchConfig, best: list[Individual], t
     timeout = config.heldout_timeout or None
     jobs = [Job(-1 - i, to_text(p), (), (tuple(tasks),), config.heldout_repeats, timeout)
             for i, (_, p) in enumerate(rows)]
-    results: dict[int, Fitness] = {}
-    pending = list(jobs)
-    while len(results) < len(jobs):
-        while pending and executor.capacity() > 0:
-            executor.submit(pending[:config.batch_size])
-            pending = pending[config.batch_size:]
-        for job, fit in executor.wait(timeout=1.0):
-            results[job.id] = fit
+    results = run_all(executor, jobs, config.batch_size)
     out = []
     for (name, p), j in zip(rows, jobs):
         f = results[j.id]

@@ -265,9 +265,9 @@ class RayExecutor:
             # The evaluator itself raised (out of memory, a failed import, a bug), not the
             # program: run those jobs again on a fresh actor.
             reason = next(f.reason for f in results if f.status == "crash")
-            log.warning("%s: evaluator raised on %d jobs (%s); replacing it", slot.name, len(crashed),
-                        reason.strip().splitlines()[-1] if reason.strip() else "?")
-            self._lost(slot, reason.strip().splitlines()[-1] if reason.strip() else "evaluator raised")
+            last = reason.strip().splitlines()[-1] if reason.strip() else "evaluator raised"
+            log.warning("%s: evaluator raised on %d jobs (%s); replacing it", slot.name, len(crashed), last)
+            self._lost(slot, last)
             self._requeue(crashed, "crash", reason)
         if len(crashed) < len(jobs):
             self.failures_in_a_row = 0

@@ -114,9 +114,9 @@ def runtime_env(modules: tuple[TaskModule, ...] = (), base: Optional[dict] = Non
     refuses a second list: then the job's own list (or its working directory) must carry the
     project, and nothing is added."""
     env: dict[str, Any] = dict(base or {})
-    shipped = [_package_dir(n) for n in PROJECT_PACKAGES] + [m.path for m in modules if m.path]
     if "py_modules" in _job_runtime_env():
         return env
+    shipped = [_package_dir(n) for n in PROJECT_PACKAGES] + [m.path for m in modules if m.path]
     env["py_modules"] = list(env.get("py_modules", [])) + shipped
     excludes = list(env.get("excludes", []))
     for pattern in ("__pycache__", "*.pyc"):

@@ -33,24 +33,26 @@ def _data(device, dtype):
     return f(xt), i(yt), f(xv), i(yv)
 
 
-def _accuracy(logits_fn):
-    def acc(p, batch):
+def classification(logits_fn):
+    """``(loss, accuracy)`` of a classifier ``logits_fn(params, x)`` on ``(x, y)`` batches:
+    cross-entropy, and the fraction of argmax hits (in ``x``'s dtype)."""
+    def loss(p, batch):
+        x, y = batch
+        return F.cross_entropy(logits_fn(p, x), y)
+
+    def accuracy(p, batch):
         x, y = batch
         return (logits_fn(p, x).argmax(-1) == y).to(x.dtype).mean()
 
-    return acc
+    return loss, accuracy
 
 
 def _classifier(name, description, init, logits, steps, batch_size, device, dtype) -> Task:
     xt, yt, xv, yv = _data(device, dtype)
-
-    def loss(p, batch):
-        x, y = batch
-        return F.cross_entropy(logits(p, x), y)
-
+    loss, accuracy = classification(logits)
     return Task(name=name, description=description, init=init, loss=loss,
                 train_batch=rows_batches((xt, yt), batch_size), val_batch=(xv, yv), steps=steps,
-                schedule=WarmupCosine(0.05), metric=_accuracy(logits), metric_name="accuracy",
+                schedule=WarmupCosine(0.05), metric=accuracy, metric_name="accuracy",
                 device=device, dtype=dtype)
 
 

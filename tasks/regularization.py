@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .base import Task
 from .data import digits, rows_batches
-from .digits import linear_init
+from .digits import classification, linear_init
 from .registry import register
 from .schedules import WarmupCosine
 from .variants import draw
@@ -63,13 +62,7 @@ def overfit_digits(size: int = 1, device="cpu", dtype=torch.float32, steps: int 
                 h = torch.relu(h)
         return h
 
-    def loss(p, batch):
-        x, y = batch
-        return F.cross_entropy(logits(p, x), y)
-
-    def accuracy(p, batch):
-        x, y = batch
-        return (logits(p, x).argmax(-1) == y).to(x.dtype).mean()
+    loss, accuracy = classification(logits)
 
     desc = f"MLP 64-{hid}-{hid}-10 on {n} digits, {steps} steps of {v['batch_size']}: overfits"
     if variant:

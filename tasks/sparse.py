@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from .base import Task
 from .data import MinibatchIndex
-from .digits import linear_init
+from .digits import classification, linear_init
 from .registry import register
 from .schedules import WarmupCosine
 
@@ -55,13 +54,7 @@ def zipf_bag(size: int = 1, device="cpu", dtype=torch.float32, steps: int = 300,
     def logits(p, x):
         return (x @ p["emb"]) @ p["w"] + p["b"]
 
-    def loss(p, batch):
-        x, y = batch
-        return F.cross_entropy(logits(p, x), y)
-
-    def accuracy(p, batch):
-        x, y = batch
-        return (logits(p, x).argmax(-1) == y).to(x.dtype).mean()
+    loss, accuracy = classification(logits)
 
     return Task(name="zipf_bag", description=f"embedding bag over Zipf({exponent:g}) tokens, V={V}",
                 init=init, loss=loss, train_batch=train_batch, val_batch=val_batch, steps=steps,

@@ -6,7 +6,6 @@ import pytest
 
 import dsl
 import seeds
-import tasks
 import tasks.baselines as baseline_mod
 from evolve.baseline_job import compute, compute_remote, needed
 from evolve.candidate import Job

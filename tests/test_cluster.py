@@ -7,7 +7,6 @@ in a ``.pth`` file of that directory, which a plain path entry does not run). Sl
 """
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
