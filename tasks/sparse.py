@@ -25,11 +25,11 @@ def zipf_bag(size: int = 1, device="cpu", dtype=torch.float32, steps: int = 300,
     row spans orders of magnitude; per-coordinate adaptivity matters. Init:
     ``E ~ 0.1 init_scale N(0, 1)``, ``W ~ init_scale U(+-1/sqrt(dim))``, ``b = 0``.
 
-    Variant axes: exponent 1.1/0.9/1.3, vocab 1000/500/2000, bag 16/8/32, dim 16/8/32, batch
-    size 64/32/128, init scale 1/0.5/2, data 0..3 (the seed of the teacher and the samples).
+    Variant axes: exponent 1.1/0.9/1.3, vocab 1000/500/1500, bag 16/8/32, dim 16/8/24, batch
+    size 64/32/96, init scale 1/0.5/2, data 0..3 (the seed of the teacher and the samples).
     """
-    v = draw("zipf_bag", variant, exponent=(1.1, 0.9, 1.3), vocab=(1000, 500, 2000), bag=(16, 8, 32),
-             dim=(16, 8, 32), batch_size=(64, 32, 128), init_scale=(1.0, 0.5, 2.0), data=(0, 1, 2, 3))
+    v = draw("zipf_bag", variant, exponent=(1.1, 0.9, 1.3), vocab=(1000, 500, 1500), bag=(16, 8, 32),
+             dim=(16, 8, 24), batch_size=(64, 32, 96), init_scale=(1.0, 0.5, 2.0), data=(0, 1, 2, 3))
     V, exponent, bag, dim, scale = v["vocab"] * size, v["exponent"], v["bag"], v["dim"], v["init_scale"]
     gen = torch.Generator().manual_seed(4321 + v["data"])
     probs = (torch.arange(V, dtype=torch.float64) + 1.0) ** -exponent

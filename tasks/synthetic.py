@@ -52,9 +52,9 @@ def quadratic(size: int = 1, device="cpu", dtype=torch.float32, steps: int = 400
     def loss(p, target):
         return quad(p["w"] - target)
 
-    desc = f"noisy quadratic, d={d}, condition {condition:g}, noise {noise:g}, init x{scale:g}, rotated, optimum off 0"
+    desc = f"noisy quadratic, d={d}, condition {condition:g}, rotated, optimum off the origin"
     if variant:
-        desc += f", variant {variant}"
+        desc += f", noise {noise:g}, init x{scale:g}, problem {v['problem']}, variant {variant}"
     return Task(
         name="quadratic", description=desc,
         init=lambda g: {"w": scale * torch.randn(d, generator=g)},
@@ -64,7 +64,7 @@ def quadratic(size: int = 1, device="cpu", dtype=torch.float32, steps: int = 400
 
 @register("rosenbrock")
 def rosenbrock(size: int = 1, device="cpu", dtype=torch.float32, steps: int = 1000, variant: int = 0) -> Task:
-    """Extended Rosenbrock ``f(x) = sum_i 100 (x_{i+1} - x_i^2)^2 + (1 - x_i)^2`` in ``dims * size`` dims.
+    """Extended Rosenbrock ``f(x) = sum_i a (x_{i+1} - x_i^2)^2 + (1 - x_i)^2`` in ``dims * size`` dims.
 
     Start: ``x_i = -1.2 (i even), 1 (i odd)`` plus ``init_scale * N(0, 1)``. Minimum 0 at
     ``x = 1``. With ``noise = 0`` (the default) deterministic, full batch; else each step's
@@ -74,17 +74,19 @@ def rosenbrock(size: int = 1, device="cpu", dtype=torch.float32, steps: int = 10
     below it the function counts as solved, so the log-ratio score does not reward ever tinier
     losses (which would let this one task dominate a stage's mean).
 
-    Variant axes: dims 8/4/16, noise 0/0.003/0.01, init scale 0.1/0.03/0.3.
+    Variant axes: dims 8/4/12/16, valley steepness a 100/30/300 (the conditioning: curvature across
+    the valley ~ 8a, along it ~ 1), noise 0/0.003/0.01, init scale 0.1/0.03/0.3.
     """
-    v = draw("rosenbrock", variant, dims=(8, 4, 16), noise=(0.0, 0.003, 0.01), init_scale=(0.1, 0.03, 0.3))
-    n, noise, scale = v["dims"] * size, v["noise"], v["init_scale"]
+    v = draw("rosenbrock", variant, dims=(8, 4, 12, 16), valley=(100.0, 30.0, 300.0), noise=(0.0, 0.003, 0.01),
+             init_scale=(0.1, 0.03, 0.3))
+    n, a, noise, scale = v["dims"] * size, v["valley"], v["noise"], v["init_scale"]
 
     def init(g):
         base = torch.tensor([-1.2 if i % 2 == 0 else 1.0 for i in range(n)])
         return {"x": base + scale * torch.randn(n, generator=g)}
 
     def f(x):
-        return (100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2).sum()
+        return (a * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2).sum()
 
     def train_batch(step: int, seed: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(1_000_003 * int(seed) + step)
@@ -94,6 +96,8 @@ def rosenbrock(size: int = 1, device="cpu", dtype=torch.float32, steps: int = 10
         return f(p["x"] if z is None else p["x"] + z)
 
     desc = f"extended Rosenbrock function, {n} dims"
+    if a != 100.0:
+        desc += f", valley {a:g}"
     if noise:
         desc += f", noise {noise:g}"
     if scale != 0.1:
