@@ -27,7 +27,7 @@ def quadratic(size: int = 1, device="cpu", dtype=torch.float32, steps: int = 400
     ``0.5 (w - w*)^T H (w - w*)``; ``w*`` is the validation batch, so it is in the fingerprint.
 
     Variant axes: dim 100/50/200, condition 1e3/1e2/1e4, noise 0.3/0.1/1, init scale 1/0.5/2,
-    problem 0..3 (the seed of ``Q`` and ``w*``).
+    problem 0..3 (the seed of ``Q`` and ``w*``). Variants 1-5 cost 1.0x to 1.3x the default's time.
     """
     v = draw("quadratic", variant, dim=(100, 50, 200), condition=(1e3, 1e2, 1e4), noise=(0.3, 0.1, 1.0),
              init_scale=(1.0, 0.5, 2.0), problem=(0, 1, 2, 3))
@@ -75,7 +75,8 @@ def rosenbrock(size: int = 1, device="cpu", dtype=torch.float32, steps: int = 10
     losses (which would let this one task dominate a stage's mean).
 
     Variant axes: dims 8/4/12/16, valley steepness a 100/30/300 (the conditioning: curvature across
-    the valley ~ 8a, along it ~ 1), noise 0/0.003/0.01, init scale 0.1/0.03/0.3.
+    the valley ~ 8a, along it ~ 1), noise 0/0.003/0.01, init scale 0.1/0.03/0.3. Variants 1-5 cost
+    1.0x to 1.1x the default's time.
     """
     v = draw("rosenbrock", variant, dims=(8, 4, 12, 16), valley=(100.0, 30.0, 300.0), noise=(0.0, 0.003, 0.01),
              init_scale=(0.1, 0.03, 0.3))
