@@ -8,23 +8,31 @@ from .data import MinibatchIndex
 from .digits import classification, linear_init
 from .registry import register
 from .schedules import WarmupCosine
+from .variants import draw
 
 __all__ = ["zipf_bag"]
 
 
 @register("zipf_bag")
-def zipf_bag(size: int = 1, device="cpu", dtype=torch.float32, steps: int = 300, batch_size: int = 64,
-             exponent: float = 1.1, bag: int = 16, classes: int = 8, dim: int = 16) -> Task:
-    """Classify bags of ``bag`` token ids drawn from a Zipf law over ``V = 1000 * size`` tokens.
+def zipf_bag(size: int = 1, device="cpu", dtype=torch.float32, steps: int = 300, classes: int = 8,
+             variant: int = 0) -> Task:
+    """Classify bags of ``bag`` token ids drawn from a Zipf law over ``V = vocab * size`` tokens.
 
     ``P(token i) ∝ (i + 1) ** -exponent``. Labels come from a random teacher:
     ``y = argmax(mean_j T[id_j] + 0.1 n)``. Model: ``logits = (counts / bag) E W + b`` with an
     embedding table ``E [V, dim]`` (an embedding bag written as a dense count-matrix product):
     a token's row of ``E`` gets gradient only in batches containing it, so gradient scale per
-    row spans orders of magnitude; per-coordinate adaptivity matters.
+    row spans orders of magnitude; per-coordinate adaptivity matters. Init:
+    ``E ~ 0.1 init_scale N(0, 1)``, ``W ~ init_scale U(+-1/sqrt(dim))``, ``b = 0``.
+
+    Variant axes: exponent 1.1/0.9/1.3, vocab 1000/500/1500, bag 16/8/32, dim 16/8/24, batch
+    size 64/32/96, init scale 1/0.5/2, data 0..3 (the seed of the teacher and the samples).
+    Variants 1-5 cost 1.1x to 1.8x the default's time.
     """
-    V = 1000 * size
-    gen = torch.Generator().manual_seed(4321)
+    v = draw("zipf_bag", variant, exponent=(1.1, 0.9, 1.3), vocab=(1000, 500, 1500), bag=(16, 8, 32),
+             dim=(16, 8, 24), batch_size=(64, 32, 96), init_scale=(1.0, 0.5, 2.0), data=(0, 1, 2, 3))
+    V, exponent, bag, dim, scale = v["vocab"] * size, v["exponent"], v["bag"], v["dim"], v["init_scale"]
+    gen = torch.Generator().manual_seed(4321 + v["data"])
     probs = (torch.arange(V, dtype=torch.float64) + 1.0) ** -exponent
     teacher = torch.randn(V, classes, generator=gen, dtype=torch.float64)
 
@@ -41,14 +49,15 @@ def zipf_bag(size: int = 1, device="cpu", dtype=torch.float32, steps: int = 300,
     ids_va, y_va = sample(1024)
     ids_tr, y_tr = ids_tr.to(device), y_tr.to(device)
     val_batch = (counts(ids_va.to(device)), y_va.to(device))
-    index = MinibatchIndex(len(ids_tr), batch_size, device)
+    index = MinibatchIndex(len(ids_tr), v["batch_size"], device)
 
     def train_batch(step: int, seed: int):
         i = index.index(step, seed)
         return counts(ids_tr[i]), y_tr[i]
 
     def init(g):
-        return {"emb": torch.randn(V, dim, generator=g) * 0.1, "w": linear_init(g, dim, dim, classes),
+        return {"emb": torch.randn(V, dim, generator=g) * (0.1 * scale),
+                "w": scale * linear_init(g, dim, dim, classes),
                 "b": torch.zeros(classes)}
 
     def logits(p, x):
@@ -56,7 +65,10 @@ def zipf_bag(size: int = 1, device="cpu", dtype=torch.float32, steps: int = 300,
 
     loss, accuracy = classification(logits)
 
-    return Task(name="zipf_bag", description=f"embedding bag over Zipf({exponent:g}) tokens, V={V}",
-                init=init, loss=loss, train_batch=train_batch, val_batch=val_batch, steps=steps,
-                schedule=WarmupCosine(0.05), metric=accuracy, metric_name="accuracy",
-                device=device, dtype=dtype)
+    desc = f"embedding bag over Zipf({exponent:g}) tokens, V={V}"
+    if variant:
+        desc += (f", bag {bag}, dim {dim}, batch {v['batch_size']}, init x{scale:g}, data {v['data']}, "
+                 f"variant {variant}")
+    return Task(name="zipf_bag", description=desc, init=init, loss=loss, train_batch=train_batch,
+                val_batch=val_batch, steps=steps, schedule=WarmupCosine(0.05), metric=accuracy,
+                metric_name="accuracy", device=device, dtype=dtype)

@@ -160,10 +160,17 @@ def test_a_variant_is_named_in_stages_as_family_at_n():
     assert t3.name == "deep_narrow_mlp@3" and t3.config["variant"] == 3
     assert t3.fingerprint == registry.get("deep_narrow_mlp", variant=3).fingerprint != \
         registry.get("deep_narrow_mlp").fingerprint
-    assert registry.exists("deep_narrow_mlp@3") and not registry.exists("quadratic@1")
-    for bad in ("quadratic@1", "deep_narrow_mlp@x", "nope@2"):
-        with pytest.raises(KeyError):
-            registry.get(bad)
+    # every built-in family now has variants; a factory without a `variant` argument has none
+    registry.register("no_variants")(lambda size=1, device="cpu", dtype=torch.float32: tasks.Task(
+        name="no_variants", init=lambda g: {"w": torch.zeros(2)}, loss=lambda p, b: (p["w"] ** 2).sum(), steps=5))
+    try:
+        assert registry.exists("deep_narrow_mlp@3") and registry.exists("quadratic@1")
+        assert registry.exists("no_variants") and not registry.exists("no_variants@1")
+        for bad in ("no_variants@1", "deep_narrow_mlp@x", "nope@2"):
+            with pytest.raises(KeyError):
+                registry.get(bad)
+    finally:
+        registry.unregister("no_variants")
     cfg = EvalConfig(steps=40, lr_multipliers=(1.0,))
     (r,) = evaluate([seeds.load("adamw")], ["deep_narrow_mlp@3", "deep_narrow_mlp"], cfg)
     assert set(r.scores) == {"deep_narrow_mlp@3", "deep_narrow_mlp"}   # two variants, two scores
