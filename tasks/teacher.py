@@ -19,7 +19,7 @@ from .registry import register
 from .schedules import WarmupCosine
 from .variants import draw
 
-__all__ = ["teacher_regression", "teacher_classification"]
+__all__ = ["teacher_regression", "teacher_classification", "flip_labels"]
 
 TEACHER_WIDTH = 64
 CLASSES = 10
@@ -35,6 +35,13 @@ def _teacher(inputs: int, outputs: int, seed: int) -> Callable[[Tensor], Tensor]
     raw = torch.tanh(torch.randn(CALIBRATION, inputs, generator=g, dtype=torch.float64) @ a) @ b
     mu, sd = raw.mean(0), raw.std(0)
     return lambda x: (torch.tanh(x @ a) @ b - mu) / sd
+
+
+def flip_labels(y: Tensor, flip: float, classes: int, gen: torch.Generator) -> Tensor:
+    """``y`` with each label replaced, with probability ``flip``, by a uniformly random class
+    (which may be the same one: a fraction ``flip * (1 - 1/classes)`` changes)."""
+    flipped = torch.rand(y.shape, generator=gen, dtype=torch.float64) < flip
+    return torch.where(flipped, torch.randint(classes, y.shape, generator=gen), y)
 
 
 @register("teacher_regression")
@@ -109,10 +116,7 @@ def teacher_classification(size: int = 1, device="cpu", dtype=torch.float32, ste
     def train_batch(step: int, seed: int) -> tuple[Tensor, Tensor]:
         g = step_generator(seed, step, 20 + v["teacher"])
         x = torch.randn(bs, d, generator=g, dtype=torch.float64)
-        y = teacher(x).argmax(1)
-        if flip:
-            flipped = torch.rand(bs, generator=g, dtype=torch.float64) < flip
-            y = torch.where(flipped, torch.randint(CLASSES, (bs,), generator=g), y)
+        y = flip_labels(teacher(x).argmax(1), flip, CLASSES, g) if flip else teacher(x).argmax(1)
         return x.to(device=device, dtype=dtype), y.to(device)
 
     loss, accuracy = classification(lambda p, x: mlp_apply(p, x, len(dims) - 1, act))
