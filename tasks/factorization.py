@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import Tensor
 
 from .base import Task
 from .data import rows_batches
@@ -41,7 +40,8 @@ def matrix_factorization(size: int = 1, device="cpu", dtype=torch.float32, steps
 
     Variant axes: rank 8/4/12, width 16/8/32, observed density 0.3/0.2/0.45, label noise
     0.1/0.3, batch size 64/32/256, init scale 1/0.3/2, data 0..3 (the matrix and which
-    entries are observed).
+    entries are observed). AdamW at lr 3e-2: 1.05 -> 0.025 (lr 1e-2: 0.45). Variants 1-5 cost
+    1.0x to 1.2x the default's time; variant 2 (rank 12, 20% observed) is hard (0.57).
     """
     v = draw("matrix_factorization", variant, rank=(8, 4, 12), width=(16, 8, 32), density=(0.3, 0.2, 0.45),
              noise=(0.1, 0.3), batch_size=(64, 32, 256), init_scale=(1.0, 0.3, 2.0), data=(0, 1, 2, 3))

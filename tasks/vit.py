@@ -40,8 +40,8 @@ def vit_digits(size: int = 1, device="cpu", dtype=torch.float32, steps: int = 30
 
     Variant axes: patch 4/2 (4 or 16 tokens), depth 1/2, width 32/24/40, heads 2/4, tokens per
     batch 256/128/384 (the batch size is ``tokens // (8/p)^2`` images: 64 of 4x4 patches by
-    default, 16 of 2x2; the cost of a step follows the tokens), init scale 1/0.5/2. The most
-    expensive variants cost about 5x the default.
+    default, 16 of 2x2; the cost of a step follows the tokens), init scale 1/0.5/2. Variants
+    1-5 cost 0.7x to 2.0x the default's time. AdamW at lr 1e-2: 2.44 -> 0.083.
     """
     v = draw("vit_digits", variant, patch=(4, 2), depth=(1, 2), width=(32, 24, 40), heads=(2, 4),
              tokens=(256, 128, 384), init_scale=(1.0, 0.5, 2.0))
