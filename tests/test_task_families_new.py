@@ -104,10 +104,13 @@ def test_adamw_learns_and_copies_are_identical(name):
 
 def test_lstm_adding_solves_the_problem_and_copies_are_identical():
     """The full default budget: AdamW at 3e-2 leaves the plateau of the constant predictor
-    (MSE 1/6, where it sits for the first ~100 steps) and ends far below it."""
-    outs = tasks.train_batched(tasks.get("lstm_adding"), [tasks.Run(ADAMW, 3e-2)] * 3, rules=NO_STOP)
+    (MSE 0.141 on this validation set, where it sits for the first ~100 steps) and ends far
+    below it (0.0065)."""
+    task = tasks.get("lstm_adding")
+    trivial = float(((task.val_batch[1] - 1.0) ** 2).mean())
+    outs = tasks.train_batched(task, [tasks.Run(ADAMW, 3e-2)] * 3, rules=NO_STOP)
     assert all(o.status == "ok" for o in outs) and all(repr(o.curve) == repr(outs[0].curve) for o in outs)
-    assert outs[0].loss < 0.05 < 1 / 6 < outs[0].curve[0][1]
+    assert outs[0].loss < 0.1 * trivial and trivial < 0.2 * outs[0].curve[0][1]
 
 
 @pytest.mark.parametrize("name", FAMILIES)
