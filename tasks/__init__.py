@@ -2,7 +2,7 @@
 
 >>> import tasks, dsl
 >>> tasks.names()[:3]
-['autoencoder_digits', 'char_lm', 'conv_digits']
+['autoencoder_digits', 'breast_cancer_fullbatch', 'char_lm']
 >>> results = tasks.evaluate([dsl.parse(tasks.ADAMW_TEXT)], "stage1")   # doctest: +SKIP
 >>> results[0].aggregate                                                   # doctest: +SKIP
 0.0
@@ -17,12 +17,14 @@ Add a task in a few lines (a factory of ``size``, ``device``, ``dtype`` returnin
                           steps=100, device=device, dtype=dtype)
 
 Modules: `base` (Task), `registry`, `schedules`, `data`, the built-in tasks (`synthetic`,
-`digits`, `charlm`, `sparse`, `recurrent`, `regularization`, `deep`), `variants` (seeded task
+`digits`, `charlm`, `sparse`, `recurrent`, `regularization`, `deep`, `teacher`, `tabular`,
+`lstm`, `factorization`, `vit`), `mlp` (their shared MLP helpers), `variants` (seeded task
 variants), `train` (batched trainer), `results` (scores and records),
 `baselines` (tuned AdamW, cached), `fitness` (`evaluate`), `stages`, `replay` (CLI support).
 """
 # import the built-in task modules so that they register
-from . import charlm, deep, digits, recurrent, regularization, sparse, synthetic  # noqa: F401
+from . import (charlm, deep, digits, factorization, lstm, recurrent, regularization, sparse,  # noqa: F401
+               synthetic, tabular, teacher, vit)
 from .base import DEFAULT_LR_GRID, Task
 from .baselines import ADAMW_TEXT, adamw_program, baseline
 from .fitness import DEFAULT_LR_MULTIPLIERS, EvalConfig, evaluate, evaluate_task
