@@ -28,7 +28,6 @@ import seeds as seed_library
 import tasks
 from evolve.mutate import mutate
 from tasks.results import AGGREGATES, aggregate
-from tasks.stages import SUITE
 
 
 def programs(n_mutants: int, seed: int) -> list[tuple[str, dsl.Program]]:
@@ -62,11 +61,16 @@ def main() -> None:
     ap.add_argument("--floor", type=float, default=-1.0, help="competitive: search mean above this")
     ap.add_argument("--top", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--search", default=None, help="comma list (default: the suite's last stage)")
+    ap.add_argument("--validation", default=None, help="comma list (default: the suite's validation tasks)")
     ap.add_argument("--out", default=None, help="write per-program scores as JSON")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     progs = programs(a.mutants, a.seed)
-    search, valid = tuple(SUITE.stages[-1]), tuple(SUITE.validation)
+    from tasks.stages import SUITE
+
+    search = tuple(a.search.split(",")) if a.search else tuple(SUITE.stages[-1])
+    valid = tuple(a.validation.split(",")) if a.validation else tuple(SUITE.validation)
     print(f"{len(progs)} programs; search tasks {', '.join(search)}; validation tasks {', '.join(valid)}")
     t0 = time.perf_counter()
     scores: dict[str, dict[str, float]] = {name: {} for name, _ in progs}
