@@ -45,11 +45,23 @@ def _search_flags(p: argparse.ArgumentParser, resume: bool = False) -> None:
     p.add_argument("--batch-size", type=int, help="candidates trained side by side per worker call")
     p.add_argument("--stages", type=_stages, help="funnel of task sets, e.g. 'quadratic,logreg_digits;mlp_digits'")
     p.add_argument("--lr-multipliers", type=_floats, help="lr grid relative to tuned AdamW, e.g. '0.03,0.18,1'")
-    p.add_argument("--heldout", type=_csv, help="held-out tasks for the final meta-validation")
-    p.add_argument("--heldout-top", type=int, help="programs re-scored on held-out tasks at the end (0: none)")
     p.add_argument("--repeats", type=int, help="seeds per search task; task scores are averaged over them")
-    p.add_argument("--heldout-repeats", type=int, help="seeds per held-out task (default 3)")
-    p.add_argument("--heldout-timeout", type=float, help="seconds per held-out row (default 900)")
+    p.add_argument("--aggregate", choices=("mean", "median", "trimmed"),
+                   help="task scores -> a stage's score (default mean; trimmed: without the highest and lowest)")
+    p.add_argument("--validation", type=_csv,
+                   help="validation tasks: score each new best during the search; the best by them wins")
+    p.add_argument("--no-validation", dest="validate", action="store_const", const=False,
+                   help="no validation: the winner is the best by search score")
+    p.add_argument("--validation-repeats", type=int, help="seeds per validation task (default 1)")
+    p.add_argument("--validation-top", type=int,
+                   help="hall-of-fame programs validated at the end if not yet (default 10)")
+    p.add_argument("--validation-patience", type=int,
+                   help="stop after this many validations of new bests without a better validation (0: never)")
+    p.add_argument("--test", type=_csv, help="test tasks: the winner is scored on them at the end, reported only")
+    p.add_argument("--test-top", type=int,
+                   help="validation-ranked programs scored on the test tasks (default 1: the winner; 0: no test)")
+    p.add_argument("--test-repeats", type=int, help="seeds per test task (default 3)")
+    p.add_argument("--test-timeout", type=float, help="seconds per test row (default 900)")
     p.add_argument("--tasks-module", dest="tasks_modules", action="append", metavar="FILE.py",
                    help="a module whose @tasks.register factories add tasks (a .py file, package directory "
                         "or dotted name); imported here and shipped to every worker; repeatable")
@@ -79,8 +91,10 @@ def _cmd_search(a: argparse.Namespace) -> int:
         batch_size=a.batch_size, stages=a.stages, lr_multipliers=a.lr_multipliers,
         restart_after=a.restart_after, funnel_margin=a.funnel_margin, funnel_floor=a.funnel_floor, gpus_per_worker=a.gpus_per_worker, device=a.device,
         task_size=a.task_size, dtype=a.dtype,
-        heldout=a.heldout, heldout_top=a.heldout_top, repeats=a.repeats, heldout_repeats=a.heldout_repeats,
-        heldout_timeout=a.heldout_timeout, worker_start_timeout=a.worker_start_timeout, progress=a.progress,
+        repeats=a.repeats, aggregate=a.aggregate, validate=a.validate, validation=a.validation,
+        validation_repeats=a.validation_repeats, validation_top=a.validation_top,
+        validation_patience=a.validation_patience, test=a.test, test_top=a.test_top, test_repeats=a.test_repeats,
+        test_timeout=a.test_timeout, worker_start_timeout=a.worker_start_timeout, progress=a.progress,
         islands=a.islands, migration_every=a.migration_every, cache_size=a.cache_size)
     if a.tasks_modules:   # resolved here, so a resume from another directory finds them
         cfg = cfg.replace(tasks_modules=tuple(_resolve_module(m) for m in a.tasks_modules))
@@ -233,7 +247,8 @@ def _cmd_distill(a: argparse.Namespace) -> int:
 
     prog, run_config, label = program_of(a.source, a.id)
     cfg = SearchConfig.from_dict(run_config) if run_config else load_config(a.config)
-    cfg = cfg.replace(stages=a.stages, heldout_top=0, workers=a.workers, address=a.address, progress=False)
+    cfg = cfg.replace(stages=a.stages, validate=False, test_top=0, workers=a.workers, address=a.address,
+                      progress=False)
     modules = load_tasks(cfg)
     stages = "; ".join(",".join(s) for s in cfg.stages) if cfg.stages else "the default stages"
     print(f"distilling {label} (length {prog.length}) on {stages}, tolerance {a.tolerance:g}, "

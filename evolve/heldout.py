@@ -29,10 +29,10 @@ def validate(executor: Executor, config: SearchConfig, best: list[Individual], t
     (``score`` is None where ``status`` is not ``ok``/``failed``)."""
     if not tasks:
         return []
-    rows: list[tuple[str, Program]] = [(f"#{ind.id}", ind.program) for ind in best[:config.heldout_top]]
+    rows: list[tuple[str, Program]] = [(f"#{ind.id}", ind.program) for ind in best[:config.test_top]]
     rows += [(name, seed_library.load(name)) for name in REFERENCES]
-    timeout = config.heldout_timeout or None
-    jobs = [Job(-1 - i, to_text(p), (), (tuple(tasks),), config.heldout_repeats, timeout)
+    timeout = config.test_timeout or None
+    jobs = [Job(-1 - i, to_text(p), (), (tuple(tasks),), config.test_repeats, timeout)
             for i, (_, p) in enumerate(rows)]
     results = run_all(executor, jobs, config.batch_size)
     out = []

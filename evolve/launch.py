@@ -11,7 +11,7 @@ from .config import SearchConfig
 from .executor import Executor, LocalExecutor
 from .search import Search, SearchResult
 from .shipping import TaskModule, load_task_module
-from .worker import TaskEvaluator, default_stages, heldout_stage, resolve_device
+from .worker import TaskEvaluator, resolve_device, suite_of
 
 if TYPE_CHECKING:
     from tasks import Baseline
@@ -51,11 +51,14 @@ def prepare_baselines(config: SearchConfig, evaluator: TaskEvaluator, num_gpus: 
 
 def load_tasks(config: SearchConfig) -> tuple[TaskModule, ...]:
     """Import the config's task modules on the driver and check that every task it names exists
-    (here, before any worker starts, not as a failure in every worker)."""
+    and that no task is in two roles (here, before any baseline is tuned or worker started)."""
     from tasks import registry
+    from tasks.stages import check_roles
 
     modules = tuple(load_task_module(m) for m in config.tasks_modules)
-    wanted = [t for stage in (config.stages or default_stages()) for t in stage] + list(heldout_stage(config))
+    suite = suite_of(config)
+    check_roles(suite)
+    wanted = [*suite.search_tasks, *suite.validation, *suite.test]
     known = set(registry.names())
     unknown = sorted({t for t in wanted if not registry.exists(t)})
     if unknown:

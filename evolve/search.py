@@ -30,6 +30,7 @@ import torch
 
 import seeds as seed_library
 from dsl import Program, to_text
+from tasks.stages import check_roles
 
 from .cache import FitnessCache, fingerprint
 from .candidate import Candidate, Fitness, Individual, Job
@@ -40,7 +41,7 @@ from .islands import Islands, Layout
 from .mutate import MutationWeights, mutate
 from .progress import Progress
 from .rundir import RunDir
-from .worker import default_stages
+from .worker import default_stages, suite_of
 
 __all__ = ["Search", "SearchResult", "seed_programs", "worker_count"]
 
@@ -110,6 +111,7 @@ class Search:
     # ------------------------------------------------------------------ construction
     @classmethod
     def start(cls, config: SearchConfig, executor: Executor, overwrite: bool = False, **kw) -> "Search":
+        check_roles(suite_of(config))      # before the run directory exists: a clear error, no run
         run = RunDir(config.out)
         run.create(config.to_dict(), overwrite=overwrite)
         return cls(config, run, executor, **kw)
@@ -124,6 +126,7 @@ class Search:
         config = SearchConfig.from_dict(run.config())
         if overrides:
             config = config.replace(**overrides)
+        check_roles(suite_of(config))
         state = run.load_checkpoint()
         if state is None:  # killed before its first checkpoint: start over in place
             run.create(config.to_dict(), overwrite=True)
@@ -180,7 +183,7 @@ class Search:
                             self.executor.workers_alive(), force=True)
             progress.close()
             self.checkpoint()
-        heldout = self.meta_validate() if cfg.heldout_top > 0 else []
+        heldout = self.meta_validate() if cfg.test_top > 0 else []
         self.run_dir.close()
         return SearchResult(str(self.run_dir.path), self.hof.best(), self.stats(), heldout)
 
@@ -323,9 +326,9 @@ class Search:
         """Re-score the top programs on held-out tasks the search never saw, beside AdamW and
         Lion (`evolve.heldout`)."""
         from .heldout import validate
-        from .worker import heldout_stage
+        from .worker import test_tasks
 
-        return validate(self.executor, self.config, self.hof.best(), heldout_stage(self.config), self.run_dir)
+        return validate(self.executor, self.config, self.hof.best(), test_tasks(self.config), self.run_dir)
 
     def _mutate(self, parent: Program, rng: random.Random) -> tuple[Program, str]:
         return mutate(parent, rng, self.weights, max_length=self.config.max_length,

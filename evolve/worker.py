@@ -24,20 +24,40 @@ from .executor import EvaluateFn
 
 if TYPE_CHECKING:
     from tasks import Baseline, EvalConfig
+    from tasks.stages import Suite
 
-__all__ = ["TaskEvaluator", "default_stages", "heldout_stage", "resolve_device"]
+__all__ = ["TaskEvaluator", "default_stages", "validation_tasks", "test_tasks", "suite_of", "resolve_device"]
 
 
 def default_stages() -> tuple[tuple[str, ...], ...]:
-    from tasks import STAGES
+    from tasks.stages import SUITE
 
-    return (tuple(STAGES["stage1"]), tuple(STAGES["stage2"]))
+    return SUITE.stages
 
 
-def heldout_stage(config: SearchConfig) -> tuple[str, ...]:
-    from tasks import STAGES
+def validation_tasks(config: SearchConfig) -> tuple[str, ...]:
+    """The run's validation tasks: the config's, else the suite's; () when it does not validate."""
+    from tasks.stages import SUITE
 
-    return tuple(config.heldout) if config.heldout else tuple(STAGES["heldout"])
+    if not config.validate:
+        return ()
+    return tuple(config.validation) if config.validation else SUITE.validation
+
+
+def test_tasks(config: SearchConfig) -> tuple[str, ...]:
+    """The run's test tasks: the config's, else the suite's; () when it scores no test rows."""
+    from tasks.stages import SUITE
+
+    if not config.test_top:
+        return ()
+    return tuple(config.test) if config.test else SUITE.test
+
+
+def suite_of(config: SearchConfig) -> "Suite":
+    """The tasks a run uses in each role (a role it does not use is empty)."""
+    from tasks.stages import Suite
+
+    return Suite(tuple(config.stages or default_stages()), validation_tasks(config), test_tasks(config))
 
 
 def resolve_device(name: str) -> str:

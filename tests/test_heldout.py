@@ -20,7 +20,7 @@ def test_rows_carry_their_own_timeout_and_a_timed_out_row_has_no_score():
                 else Fitness(0.25, (0.25,), {"quadratic": 0.25}) for j in jobs]
 
     best = [Individual(Candidate(7, seeds.load("signum")), Fitness(0.5, (0.5,), {"quadratic": 0.5}))]
-    cfg = SearchConfig(heldout_top=1, heldout_timeout=300.0, heldout_repeats=2, candidate_timeout=5.0)
+    cfg = SearchConfig(test_top=1, test_timeout=300.0, test_repeats=2, candidate_timeout=5.0)
     rows = validate(LocalExecutor(evaluate), cfg, best, ("quadratic",))
     assert [r["name"] for r in rows] == ["#7", "adamw", "lion"]
     assert all(j.timeout == 300.0 and j.repeats == 2 and j.stages == (("quadratic",),) for j in seen)

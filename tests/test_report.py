@@ -56,7 +56,7 @@ def _parse(text: str) -> _Checker:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "run"
-    cfg = SearchConfig(population=6, tournament=3, max_evals=30, batch_size=3, out=str(out), heldout_top=0,
+    cfg = SearchConfig(population=6, tournament=3, max_evals=30, batch_size=3, out=str(out), validate=False, test_top=0,
                        progress=False, seed=1, stages=(("quadratic",),))
     Search.start(cfg, LocalExecutor(toy_evaluate), overwrite=True).run()
     # held-out rows as validate() writes them: one scored, one that ran out of time (score null)
