@@ -79,3 +79,63 @@ def test_config_of_an_old_run_loads(tmp_path):
     assert SearchConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown config keys"):
         SearchConfig.from_dict({"heldout_topp": 1})
+
+
+def test_won_and_lost_count_the_last_stage_reached():
+    from evolve.candidate import Fitness
+
+    stages = (("a", "b"), ("c", "d", "e"))
+    f = Fitness(0.1, (0.2, 0.1), {"a": 0.5, "b": -0.1, "c": 0.3, "d": -0.2, "e": float("nan")})
+    assert (f.won(stages), f.lost(stages)) == (1, 2)       # c won; d lost, e (nan) lost
+    assert (f.won(), f.lost()) == (2, 3)                   # no stages: every task scored
+    early = Fitness(0.2, (0.2,), {"a": 0.5, "b": 0.0})
+    assert (early.won(stages), early.lost(stages)) == (1, 0)   # a tie with AdamW is neither
+
+
+def _tiny_tasks():
+    """Three tiny regressions whose scores differ, registered for the test."""
+    import torch
+
+    import tasks
+    from tasks import Task
+
+    names = []
+    for k, scale in enumerate((0.1, 1.0, 30.0)):
+        name = f"roles_tiny_{k}"
+
+        def factory(size=1, device="cpu", dtype=torch.float32, scale=scale, name=name):
+            gen = torch.Generator().manual_seed(0)
+            x = torch.randn(64, 6, generator=gen) * torch.logspace(0, 1, 6) * scale
+            y = x @ torch.arange(6.0)
+            return Task(name, init=lambda g: {"w": torch.zeros(6)},
+                        loss=lambda p, batch: ((x.to(p["w"]) @ p["w"] - y.to(p["w"])) ** 2).mean(),
+                        steps=60, device=device, dtype=dtype)
+
+        tasks.register(name)(factory)
+        names.append(name)
+    return tuple(names)
+
+
+def test_worker_stage_score_is_the_configured_aggregate(monkeypatch, tmp_path):
+    import dsl
+    import seeds
+    import tasks
+    from evolve.candidate import Job
+    from evolve.worker import TaskEvaluator
+
+    monkeypatch.setenv("OPTSEARCH_BASELINE_CACHE", str(tmp_path / "b.json"))
+    names = _tiny_tasks()
+    try:
+        text = dsl.to_text(seeds.load("signum"))
+        got = {how: TaskEvaluator(stages=(names,), device="cpu", aggregate=how)()([Job(1, text)])[0]
+               for how in AGGREGATES}
+        ts = got["mean"].task_scores
+        assert set(ts) == set(names) and len(set(ts.values())) == 3     # three different task scores
+        assert all(got[h].task_scores == ts for h in AGGREGATES)
+        assert got["mean"].score == pytest.approx(sum(ts.values()) / 3)
+        assert got["median"].score == sorted(ts.values())[1] == got["trimmed"].score
+        with pytest.raises(ValueError, match="aggregate 'best'"):
+            TaskEvaluator(stages=(names,), device="cpu", aggregate="best")()
+    finally:
+        for n in names:
+            tasks.registry.unregister(n)
