@@ -175,7 +175,7 @@ def report(result: SearchResult, out: Optional[TextIO] = None, top: int = 3, sim
         simplified = dsl.simplified_text(ind.program, timeout=simplify_timeout)
         if simplified:   # "# simplified (length N):" and the program, or "# not simplified: why"
             print(simplified.rstrip("\n"), file=out)
-    if result.heldout:
+    if result.test:
         print("held-out tasks (never seen by the search), score vs tuned AdamW:", file=out)
-        for row in result.heldout:
+        for row in result.test:
             print(row_text(row), file=out)

@@ -139,3 +139,170 @@ def test_worker_stage_score_is_the_configured_aggregate(monkeypatch, tmp_path):
     finally:
         for n in names:
             tasks.registry.unregister(n)
+
+
+# ---------------------------------------------------------------------------- validation in a search
+VAL, TEST = ("val_a", "val_b"), ("test_a",)
+
+
+def _validation_of(search: float) -> float:
+    """Peaks at search score 0.2: later, better-searching programs validate worse (meta-overfit)."""
+    return 0.2 - abs(search - 0.2)
+
+
+class RoleFitness:
+    """toy_evaluate for the search stage; validation and test scores derived from the toy score,
+    the test score in the reverse order of validation (choosing by it would pick another winner)."""
+
+    def __init__(self, validation=_validation_of, flaky: int = 0):
+        self.validation, self.flaky, self.jobs = validation, flaky, []
+
+    def __call__(self, jobs):
+        from evolve.candidate import Fitness, Job
+
+        self.jobs.extend(jobs)
+        out = []
+        for j in jobs:
+            (toy,) = toy_evaluate([Job(j.id, j.text)])
+            if j.stages is None:
+                out.append(toy)
+            elif j.stages == (VAL,) and self.flaky > 0:
+                self.flaky -= 1
+                out.append(Fitness.failed("timeout", "ran past 120s"))
+            else:
+                v = self.validation(toy.score)
+                v = v if j.stages == (VAL,) else -v
+                names = j.stages[0]
+                ts = {names[0]: v + 0.1, names[-1]: v - 0.1} if len(names) > 1 else {names[0]: v}
+                out.append(Fitness(v, (v,), ts))
+        return out
+
+
+def role_config(tmp_path, **kw) -> SearchConfig:
+    base = dict(population=8, tournament=3, max_evals=60, batch_size=3, checkpoint_every=7, seed=1,
+                out=str(tmp_path / "run"), progress=False, stages=(("toy",),), validation=VAL, test=TEST,
+                validation_top=3, test_repeats=2)
+    base.update(kw)
+    return SearchConfig(**base)
+
+
+def _lines(path):
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_search_validates_new_bests_and_picks_the_winner_by_validation(tmp_path):
+    fit = RoleFitness()
+    cfg = role_config(tmp_path)
+    res = Search.start(cfg, LocalExecutor(fit)).run()
+    run = tmp_path / "run"
+    log = {e["id"]: e for e in _lines(run / "log.jsonl")}
+    vals = _lines(run / "validation.jsonl")
+    during = [v for v in vals if not v["at_end"]]
+    # every new best by search score (last stage) was validated once, in order, as it happened
+    bests, top = [], float("-inf")
+    for e in sorted(log.values(), key=lambda e: e["eval"]):
+        if e["status"] == "ok" and e["score"] > top:
+            top = e["score"]
+            if e["fingerprint"] not in {log[b]["fingerprint"] for b in bests}:
+                bests.append(e["id"])
+    assert [v["id"] for v in during] == bests and len(bests) >= 3
+    assert len({v["fingerprint"] for v in vals}) == len(vals)            # never a fingerprint twice
+    for v in vals:
+        assert v["score"] == pytest.approx(_validation_of(v["search"])) and v["mean"] == pytest.approx(v["score"])
+        assert (v["won"], v["lost"]) == (int(v["score"] + 0.1 > 0) + int(v["score"] - 0.1 > 0),
+                                         int(v["score"] + 0.1 < 0) + int(v["score"] - 0.1 < 0))
+        assert v["eval_submitted"] <= v["eval_done"] and v["status"] == "ok"
+        assert set(v["task_scores"]) == set(VAL)
+    # validation jobs: one stage of the validation tasks, their own seeds, ids apart from candidates'
+    vjobs = [j for j in fit.jobs if j.stages == (VAL,)]
+    assert len(vjobs) == len(vals) and all(j.id < -1000 and j.repeats == 1 for j in vjobs)
+    # the end validated the hall of fame's top entries not yet validated
+    hof_top = {r["fingerprint"] for r in json.loads((run / "hall_of_fame.json").read_text())["best"]}
+    assert {v["fingerprint"] for v in vals if v["at_end"]} <= hof_top
+    # winner: best by validation, not by search score
+    winner = max(vals, key=lambda v: (v["score"], v["search"]))
+    assert res.winner.id == winner["id"] and res.winner.fitness.score < res.stats["best_score"]
+    hof = json.loads((run / "hall_of_fame.json").read_text())
+    assert hof["order"] == "validation" and hof["best"][0]["id"] == winner["id"]
+    scored = [r["validation"]["score"] for r in hof["best"] if r["validation"]]
+    assert scored == sorted(scored, reverse=True) and hof["best"][0]["validation"]["score"] == winner["score"]
+    assert res.stats["best_validation"] == winner["score"] and res.stats["validations"] == len(vals)
+    # test: only the winner and the references, at test_repeats seeds; nothing chosen by it
+    tjobs = [j for j in fit.jobs if j.stages == (TEST,)]
+    assert len(tjobs) == 3 and all(j.repeats == 2 for j in tjobs)
+    test = json.loads((run / "test.json").read_text())
+    assert [r["name"] for r in test["rows"]] == [f"#{winner['id']}", "adamw", "lion"]
+    by_test = max((v for v in vals), key=lambda v: -v["score"])
+    assert by_test["id"] != winner["id"]        # choosing by test would have picked another program
+
+
+def test_validation_patience_stops_a_meta_overfitting_search(tmp_path):
+    cfg = role_config(tmp_path, max_evals=400, validation_patience=1, validation_top=0)
+    res = Search.start(cfg, LocalExecutor(RoleFitness(validation=lambda s: -s))).run()
+    vals = _lines(tmp_path / "run" / "validation.jsonl")
+    assert vals[0]["search"] == 0.0 and vals[0]["score"] == 0.0       # the AdamW seed
+    assert vals[1]["score"] < 0 and res.stats["meta_overfit_stop"]
+    assert res.stats["evaluations"] < 400 and res.winner.fitness.score == 0.0
+    free = Search.start(cfg.replace(out=str(tmp_path / "free"), validation_patience=0),
+                        LocalExecutor(RoleFitness(validation=lambda s: -s))).run()
+    assert free.stats["evaluations"] == 400 and not free.stats["meta_overfit_stop"]
+
+
+def test_transient_validation_failures_are_retried_not_scored(tmp_path):
+    from evolve.validation import MAX_TRIES
+
+    fit = RoleFitness(flaky=1)
+    Search.start(role_config(tmp_path, max_evals=20, test_top=0), LocalExecutor(fit)).run()
+    vals = _lines(tmp_path / "run" / "validation.jsonl")
+    assert vals[0]["status"] == "ok" and vals[0]["score"] == pytest.approx(0.0)
+    assert len([j for j in fit.jobs if j.stages == (VAL,)]) == len(vals) + 1    # the timeout was sent again
+    never = RoleFitness(flaky=10 ** 6)
+    res = Search.start(role_config(tmp_path, out=str(tmp_path / "never"), max_evals=20, test_top=0),
+                       LocalExecutor(never)).run()
+    vals = _lines(tmp_path / "never" / "validation.jsonl")
+    assert all(v["status"] == "timeout" and v["score"] is None for v in vals)
+    assert len([j for j in never.jobs if j.stages == (VAL,)]) == MAX_TRIES * len(vals)
+    assert res.stats["best_validation"] is None and not res.stats["meta_overfit_stop"]
+    assert res.winner.fitness.score == res.stats["best_score"]          # no validation: the search's best
+
+
+def test_kill_and_resume_keep_the_validation_state(tmp_path):
+    import shutil
+
+    run, copy = tmp_path / "run", tmp_path / "killed"
+
+    class Snapshot(LocalExecutor):
+        """Copies the run directory, as a kill would leave it, once a validation was checkpointed
+        in flight and its line written after the checkpoint."""
+
+        taken = False
+
+        def wait(self, timeout=None):
+            ck = run / "checkpoint.json"
+            if not self.taken and ck.exists():
+                state = json.loads(ck.read_text())
+                vpath = run / "validation.jsonl"
+                if state["validation"]["pending"] and state["validation"]["records"] \
+                        and vpath.exists() and vpath.stat().st_size > state["validation_bytes"]:
+                    shutil.copytree(run, copy)
+                    Snapshot.taken = True
+            return super().wait(timeout)
+
+    cfg = role_config(tmp_path, checkpoint_every=1, checkpoint_seconds=0.0, max_evals=60)
+    full = Search.start(cfg, Snapshot(RoleFitness())).run()
+    assert Snapshot.taken
+    ck = json.loads((copy / "checkpoint.json").read_text())
+    cut = _lines(copy / "validation.jsonl")
+    assert len(cut) == len(ck["validation"]["records"]) + 1          # one line past the checkpoint
+    resumed = Search.resume(str(copy), LocalExecutor(RoleFitness()))
+    assert [r.to_dict() for r in resumed.validator.records] == ck["validation"]["records"]
+    assert [p.fingerprint for p in resumed.validator.queue] == [p["fingerprint"] for p in ck["validation"]["pending"]]
+    assert (copy / "validation.jsonl").stat().st_size == ck["validation_bytes"]
+    res = resumed.run()
+    after = _lines(copy / "validation.jsonl")
+    assert len({v["fingerprint"] for v in after}) == len(after)
+    assert after[:len(cut) - 1] == cut[:-1]                          # the checkpointed lines, as they were
+    redone = next(v for v in after if v["fingerprint"] == cut[-1]["fingerprint"])   # the cut line, validated again
+    assert (redone["id"], redone["score"]) == (cut[-1]["id"], cut[-1]["score"])
+    assert res.winner.id == max(after, key=lambda v: (v["score"], v["search"]))["id"]
+    assert full.winner is not None
