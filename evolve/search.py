@@ -397,10 +397,11 @@ class Search:
     def score_test(self) -> list[dict]:
         """The winner (and the next ``test_top - 1`` by validation) on the test tasks, beside
         AdamW and Lion (`evolve.heldout`): reported, never used to choose."""
-        from .heldout import validate
+        from .heldout import score_test
 
-        best = [ind for _, ind in self.ranking()]
-        return validate(self.executor, self.config, best, test_tasks(self.config), self.run_dir)
+        vals = {r.id: r.to_dict() for r in self.validator.records}
+        return score_test(self.executor, self.config, [ind for _, ind in self.ranking()], test_tasks(self.config),
+                          self.run_dir, vals)
 
     def _mutate(self, parent: Program, rng: random.Random) -> tuple[Program, str]:
         return mutate(parent, rng, self.weights, max_length=self.config.max_length,
