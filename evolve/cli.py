@@ -141,35 +141,62 @@ def _cmd_show(a: argparse.Namespace) -> int:
     The symbolic steps are bounded (`dsl.DEFAULT_TIMEOUT` seconds each) and never stop the
     listing: a step that fails or runs out of time prints a one-line note instead.
     """
+    for path in a.paths:
+        tests, how = _run_scores(path)
+        for label, prog, info in _programs_from([path], a.top):
+            _show_one(label, prog, info, tests, how, a.latex)
+    return 0
+
+
+def _run_scores(path: str) -> tuple[dict, str]:
+    """A run directory's test rows by program id (test.json, or an old run's heldout.json) and
+    its aggregate; ({}, "mean") for a program file."""
+    if not Path(path).is_dir():
+        return {}, "mean"
+    from .rundir import RunDir
+
+    from .heldout import rows_by_id
+
+    rd = RunDir(path)
+    how = rd.config().get("aggregate", "mean") if rd.config_path.exists() else "mean"
+    return rows_by_id(rd.test_rows()), how
+
+
+def _show_one(label: str, prog, info: dict, tests: dict, how: str, latex: bool) -> None:
+    """One program: its scores by role (run programs), code, simplified code and math."""
     import dsl
 
-    for label, prog, info in _programs_from(a.paths, a.top):
-        print(f"=== {label}")
-        facts = f"length {prog.length}, memory {prog.memory} slot{'s' if prog.memory != 1 else ''}, hash {prog.hash}"
-        if info:
-            facts = f"score {info['score']:+.4f} | " + facts
-        print(f"# {facts}")
-        if info.get("task_scores"):
-            print("# " + ", ".join(f"{k} {v:+.3f}" for k, v in info["task_scores"].items()))
-        print(dsl.to_text(prog, readable=True))
-        simple = prog
-        try:
-            text = dsl.simplified_text(prog, timeout=dsl.DEFAULT_TIMEOUT)
-            if text is not None and text.startswith("# simplified"):
-                simple = dsl.parse(text.split("\n", 1)[1])  # printed text parses back to the program
-        except Exception as e:  # noqa: BLE001 - the listing goes on with the raw program
-            text = f"# not simplified: {type(e).__name__}: {e}\n"
-        if text is not None:
-            print(text)
-        try:
-            math_text = dsl.to_math(simple, latex=a.latex)
-        except Exception as e:  # noqa: BLE001 - SymbolicError: time bound or sympy failure
-            print(f"# math skipped: {e}")
-        else:
-            print("# math:")
-            print(math_text)
-        print()
-    return 0
+    from .scores import score_line, search_summary
+
+    print(f"=== {label}")
+    facts = f"length {prog.length}, memory {prog.memory} slot{'s' if prog.memory != 1 else ''}, hash {prog.hash}"
+    print(f"# {facts}")
+    if info:
+        print("# " + score_line(search_summary(info), info.get("validation"), tests.get(info.get("id")), how,
+                                len(info.get("stage_scores") or ()) or None))
+    if info.get("task_scores"):
+        print("# search tasks: " + ", ".join(f"{k} {v:+.3f}" for k, v in info["task_scores"].items()))
+    val = info.get("validation") or {}
+    if val.get("task_scores"):
+        print("# validation tasks: " + ", ".join(f"{k} {v:+.3f}" for k, v in val["task_scores"].items()))
+    print(dsl.to_text(prog, readable=True))
+    simple = prog
+    try:
+        text = dsl.simplified_text(prog, timeout=dsl.DEFAULT_TIMEOUT)
+        if text is not None and text.startswith("# simplified"):
+            simple = dsl.parse(text.split("\n", 1)[1])  # printed text parses back to the program
+    except Exception as e:  # noqa: BLE001 - the listing goes on with the raw program
+        text = f"# not simplified: {type(e).__name__}: {e}\n"
+    if text is not None:
+        print(text)
+    try:
+        math_text = dsl.to_math(simple, latex=latex)
+    except Exception as e:  # noqa: BLE001 - SymbolicError: time bound or sympy failure
+        print(f"# math skipped: {e}")
+    else:
+        print("# math:")
+        print(math_text)
+    print()
 
 
 def _cmd_plot(a: argparse.Namespace) -> int:

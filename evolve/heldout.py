@@ -27,7 +27,7 @@ from .config import SearchConfig
 from .executor import Executor, run_all
 from .rundir import RunDir, atomic_write_json
 
-__all__ = ["score_test", "REFERENCES", "row_text"]
+__all__ = ["score_test", "REFERENCES", "row_text", "rows_by_id"]
 
 REFERENCES = ("adamw", "lion")
 
@@ -78,3 +78,16 @@ def row_text(row: Mapping, aggregate: str = "mean") -> str:
     tasks = ", ".join(f"{k} {v:+.3f}" for k, v in (row.get("task_scores") or {}).items())
     note = "" if row["status"] == "ok" else f" [{row['status']}: {(row.get('reason') or '').strip()[:80]}]"
     return f"  {row['name']:>8}  {summary_text(row, aggregate)}  ({tasks}){note}"
+
+
+def rows_by_id(data: Optional[Mapping]) -> dict[int, dict]:
+    """The program rows of ``test.json`` (or of an old ``heldout.json``, whose rows carry only a
+    name ``#ID``) by program id; references are left out."""
+    out = {}
+    for r in (data or {}).get("rows") or []:
+        ident = r.get("id")
+        if ident is None and str(r.get("name", "")).startswith("#"):
+            ident = int(r["name"][1:])
+        if ident is not None:
+            out[int(ident)] = dict(r)
+    return out

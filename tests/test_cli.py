@@ -51,7 +51,7 @@ def test_search_starts_from_adamw_and_ends_with_a_hall_of_fame(run_dir, capsys):
 def test_show_plot_export(run_dir, tmp_path, capsys):
     assert main(["show", str(run_dir), "--top", "2"]) == 0
     out = capsys.readouterr().out
-    assert out.count("=== ") == 2 and "def " in out and "score" in out
+    assert out.count("=== ") == 2 and "def " in out and "# search +" in out and "| validation " in out
     assert main(["plot", str(run_dir), "--out", str(tmp_path)]) == 0
     for name in ("progress.png", "pareto.png"):
         assert (tmp_path / name).stat().st_size > 1000

@@ -9,7 +9,7 @@ from evolve.search import Search
 from evolve.worker import suite_of
 from tasks.results import AGGREGATES, aggregate
 from tasks.stages import STAGES, SUITE, Suite, check_roles
-from toy_fitness import toy_evaluate
+from toy_fitness import TEST, VAL, RoleFitness, toy_evaluate, validation_of
 
 
 def test_aggregates_by_hand():
@@ -142,42 +142,6 @@ def test_worker_stage_score_is_the_configured_aggregate(monkeypatch, tmp_path):
 
 
 # ---------------------------------------------------------------------------- validation in a search
-VAL, TEST = ("val_a", "val_b"), ("test_a",)
-
-
-def _validation_of(search: float) -> float:
-    """Peaks at search score 0.2: later, better-searching programs validate worse (meta-overfit)."""
-    return 0.2 - abs(search - 0.2)
-
-
-class RoleFitness:
-    """toy_evaluate for the search stage; validation and test scores derived from the toy score,
-    the test score in the reverse order of validation (choosing by it would pick another winner)."""
-
-    def __init__(self, validation=_validation_of, flaky: int = 0):
-        self.validation, self.flaky, self.jobs = validation, flaky, []
-
-    def __call__(self, jobs):
-        from evolve.candidate import Fitness, Job
-
-        self.jobs.extend(jobs)
-        out = []
-        for j in jobs:
-            (toy,) = toy_evaluate([Job(j.id, j.text)])
-            if j.stages is None:
-                out.append(toy)
-            elif j.stages == (VAL,) and self.flaky > 0:
-                self.flaky -= 1
-                out.append(Fitness.failed("timeout", "ran past 120s"))
-            else:
-                v = self.validation(toy.score)
-                v = v if j.stages == (VAL,) else -v
-                names = j.stages[0]
-                ts = {names[0]: v + 0.1, names[-1]: v - 0.1} if len(names) > 1 else {names[0]: v}
-                out.append(Fitness(v, (v,), ts))
-        return out
-
-
 def role_config(tmp_path, **kw) -> SearchConfig:
     base = dict(population=8, tournament=3, max_evals=60, batch_size=3, checkpoint_every=7, seed=1,
                 out=str(tmp_path / "run"), progress=False, stages=(("toy",),), validation=VAL, test=TEST,
@@ -208,7 +172,7 @@ def test_search_validates_new_bests_and_picks_the_winner_by_validation(tmp_path)
     assert [v["id"] for v in during] == bests and len(bests) >= 3
     assert len({v["fingerprint"] for v in vals}) == len(vals)            # never a fingerprint twice
     for v in vals:
-        assert v["score"] == pytest.approx(_validation_of(v["search"])) and v["mean"] == pytest.approx(v["score"])
+        assert v["score"] == pytest.approx(validation_of(v["search"])) and v["mean"] == pytest.approx(v["score"])
         assert (v["won"], v["lost"]) == (int(v["score"] + 0.1 > 0) + int(v["score"] - 0.1 > 0),
                                          int(v["score"] + 0.1 < 0) + int(v["score"] - 0.1 < 0))
         assert v["eval_submitted"] <= v["eval_done"] and v["status"] == "ok"
@@ -306,3 +270,63 @@ def test_kill_and_resume_keep_the_validation_state(tmp_path):
     assert (redone["id"], redone["score"]) == (cut[-1]["id"], cut[-1]["score"])
     assert res.winner.id == max(after, key=lambda v: (v["score"], v["search"]))["id"]
     assert full.winner is not None
+
+
+# ---------------------------------------------------------------------------- which score is which
+def test_score_line_labels_each_role():
+    from evolve.scores import score_line
+
+    line = score_line({"mean": 0.42, "score": 0.3, "won": 5, "lost": 1}, {"score": 0.1, "mean": 0.1, "won": 4, "lost": 2},
+                      {"score": 0.05, "mean": 0.05, "won": 4, "lost": 3}, "mean", stage=3)
+    assert line == ("search +0.4200 (stage 3, 5 won 1 lost) | validation +0.1000 (4 won 2 lost) | "
+                    "test +0.0500 (4 won 3 lost)")
+    med = score_line({"mean": 0.42, "score": 0.3, "won": 5, "lost": 1}, {"score": 0.2, "mean": 0.1, "won": 4, "lost": 2},
+                     None, "median", stage=3)
+    assert med == "search +0.4200 (stage 3, 5 won 1 lost, median +0.3000) | validation +0.1000 (4 won 2 lost, median +0.2000)"
+    assert score_line({"score": 0.1, "won": 1, "lost": 0}, None) == \
+        "search +0.1000 (1 won 0 lost) | validation: not validated"
+    assert score_line(None, {"score": None, "status": "timeout"}, {"score": None, "status": "lost"}) == \
+        "validation: no score (timeout) | test: no score (lost)"
+
+
+@pytest.fixture(scope="module")
+def validated_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("roles")
+    res = Search.start(role_config(out, aggregate="median"), LocalExecutor(RoleFitness())).run()
+    return out / "run", res
+
+
+def test_end_of_run_report_and_show_label_search_validation_test(validated_run, capsys):
+    import io
+
+    from evolve.cli import main
+    from evolve.launch import report
+
+    run, res = validated_run
+    buf = io.StringIO()
+    report(res, buf, simplify_timeout=1.0)
+    text = buf.getvalue()
+    first = next(line for line in text.splitlines() if line.startswith("# 1. "))
+    val = res.validations[res.winner.id]
+    assert first.startswith(f"# 1. winner: search {res.winner.fitness.score:+.4f} (stage 1, ")
+    assert f"| validation {val['mean']:+.4f} ({val['won']} won {val['lost']} lost, median {val['score']:+.4f})" in first
+    assert "| test " in first and "won" in first.split("| test ")[1]
+    assert "test tasks (reported only" in text and "programs validated" in text
+    assert main(["show", str(run), "--top", "2"]) == 0
+    shown = capsys.readouterr().out
+    assert shown.count("# search +") == 2 and "| validation " in shown and "| test " in shown
+    assert "# validation tasks: val_a " in shown
+
+
+def test_html_report_has_validation_and_test_sections(validated_run):
+    from evolve.report_html import SECTIONS, build_report
+
+    run, res = validated_run
+    text = build_report(str(run), curves=False)
+    for s in SECTIONS:
+        assert f'<section id="{s}">' in text
+    val = text[text.index('id="validation"'):text.index('id="test"')]
+    assert val.count("<tr>") == 1 + len(_lines(run / "validation.jsonl"))
+    test = text[text.index('id="test"'):text.index('id="curves"')]
+    assert "reported only" in test and "winner" in test and "reference" in test and "test (median)" in test
+    assert f"winner (id {res.winner.id}): search " in text and "(validation)" in text
