@@ -81,12 +81,13 @@ def _settings(cfg: dict) -> str:
     return _table(["setting", "value"], rows, left=2)
 
 
-def _plots(rd: RunDir) -> tuple[str, str]:
+def _plots(rd: RunDir) -> dict[str, str]:
+    """`plots.plot_run`'s figures as <img> tags, by file stem (progress, pareto, meta_overfit)."""
     from .plots import plot_run
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = plot_run(str(rd.path), tmp)
-        return tuple(_img(Path(p).read_bytes(), Path(p).stem + " plot") for p in paths)  # type: ignore[return-value]
+        return {Path(p).stem: _img(Path(p).read_bytes(), Path(p).stem + " plot") for p in paths}
 
 
 def _score_line(r: dict, tests: dict, how: str) -> str:
@@ -284,10 +285,10 @@ def build_report(run: str, *, task: Optional[str] = None, steps: int = 200, top:
     best_rows = (hof.get("best") or [])[:top]
     how = cfg.get("aggregate", "mean")
     tests = rows_by_id(rd.test_rows())
-    progress, pareto = _plots(rd)
+    plots = _plots(rd)
     parts = [_section("settings", "Settings (config.json)", _settings(cfg)),
-             _section("progress", "Progress", progress),
-             _section("pareto", "Score, length and memory", pareto),
+             _section("progress", "Progress", plots["progress"]),
+             _section("pareto", "Score, length and memory", plots["pareto"]),
              _section("hall-of-fame", f"Hall of fame (top {len(best_rows)})",
                       _hall_of_fame(best_rows, tests, how, hof.get("order", "search"))),
              _section("tasks", "Per-task scores against tuned AdamW", _tasks(best_rows))]
@@ -296,7 +297,7 @@ def build_report(run: str, *, task: Optional[str] = None, steps: int = 200, top:
         parts.append(_section("lineage", f"Lineage of the best (id {ident})", _lineage(rd, ident)))
     else:
         parts.append(_section("lineage", "Lineage of the best", '<p class="note">no program</p>'))
-    parts.append(_section("validation", "Validation (chooses the winner)", _validation(rd)))
+    parts.append(_section("validation", "Validation (chooses the winner)", plots["meta_overfit"] + _validation(rd)))
     parts.append(_section("test", "Test (reported only)", _test(rd, how)))
     if curves and best_rows:
         name = task or first_stage_task(cfg)

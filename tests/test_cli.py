@@ -53,7 +53,7 @@ def test_show_plot_export(run_dir, tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("=== ") == 2 and "def " in out and "# search +" in out and "| validation " in out
     assert main(["plot", str(run_dir), "--out", str(tmp_path)]) == 0
-    for name in ("progress.png", "pareto.png"):
+    for name in ("progress.png", "pareto.png", "meta_overfit.png"):
         assert (tmp_path / name).stat().st_size > 1000
 
 

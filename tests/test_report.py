@@ -72,7 +72,7 @@ def test_report_is_valid_self_contained_html_with_every_section(run, tmp_path, m
     text = build_report(str(run), task="quadratic", steps=30, top=3)
     c = _parse(text)
     assert c.sections == list(SECTIONS)
-    assert len(c.srcs) == 3 and all(s.startswith("data:image/png;base64,") for s in c.srcs)  # progress, pareto, curves
+    assert len(c.srcs) == 4 and all(s.startswith("data:image/png;base64,") for s in c.srcs)  # + meta_overfit
     assert all(h.startswith("#") for h in c.hrefs) and "script" not in c.tags and "http" not in text.replace(
         "http-equiv", "")
     body = "".join(c.text)

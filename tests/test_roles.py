@@ -330,3 +330,17 @@ def test_html_report_has_validation_and_test_sections(validated_run):
     test = text[text.index('id="test"'):text.index('id="curves"')]
     assert "reported only" in test and "winner" in test and "reference" in test and "test (median)" in test
     assert f"winner (id {res.winner.id}): search " in text and "(validation)" in text
+
+
+def test_plot_draws_meta_overfitting(validated_run, tmp_path):
+    import matplotlib.image as mpimg
+
+    from evolve.cli import main
+
+    run, _ = validated_run
+    assert main(["plot", str(run), "--out", str(tmp_path)]) == 0
+    png = tmp_path / "meta_overfit.png"
+    assert png.stat().st_size > 10_000
+    img = mpimg.imread(png)
+    red = (img[..., 0] > 0.7) & (img[..., 1] < 0.3) & (img[..., 2] < 0.3)     # C3 markers and line
+    assert red.sum() > 50
