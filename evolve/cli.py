@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latex", action="store_true", help="math as LaTeX")
     p.set_defaults(fn=_cmd_show)
 
-    p = sub.add_parser("plot", help="save PNG plots of a run (best score over evaluations, Pareto front)")
+    p = sub.add_parser("plot", help="save PNG plots of a run (progress, Pareto front, search vs validation)")
     p.add_argument("run")
     p.add_argument("--out", help="folder for the PNG files (default: the run directory)")
     p.set_defaults(fn=_cmd_plot)

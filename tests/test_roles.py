@@ -344,3 +344,42 @@ def test_plot_draws_meta_overfitting(validated_run, tmp_path):
     img = mpimg.imread(png)
     red = (img[..., 0] > 0.7) & (img[..., 1] < 0.3) & (img[..., 2] < 0.3)     # C3 markers and line
     assert red.sum() > 50
+
+
+def test_an_old_run_still_resumes_shows_and_reports(tmp_path, capsys):
+    """A run directory from before the roles: heldout_* config keys, a checkpoint without
+    validation state, hall-of-fame rows without validation, heldout.json rows named #ID."""
+    from evolve.cli import main
+    from evolve.report_html import build_report
+
+    cfg = role_config(tmp_path, max_evals=20, validate=False, test_top=0)
+    Search.start(cfg, LocalExecutor(toy_evaluate)).run()
+    run = tmp_path / "run"
+    old = json.loads((run / "config.json").read_text())
+    for k in ("validate", "validation", "validation_repeats", "validation_top", "validation_patience", "test",
+              "test_top", "test_repeats", "test_timeout", "aggregate"):
+        old.pop(k)
+    old.update(heldout=["quadratic"], heldout_top=2, heldout_repeats=3, heldout_timeout=900.0)
+    (run / "config.json").write_text(json.dumps(old))
+    ck = json.loads((run / "checkpoint.json").read_text())
+    for k in ("validation", "validation_bytes"):
+        ck.pop(k)
+    (run / "checkpoint.json").write_text(json.dumps(ck))
+    hof = json.loads((run / "hall_of_fame.json").read_text())
+    for r in hof["best"] + hof["pareto"]:
+        for k in ("fingerprint", "mean", "won", "lost", "validation"):
+            r.pop(k)
+    hof.pop("order")
+    (run / "hall_of_fame.json").write_text(json.dumps(hof))
+    best = hof["best"][0]
+    (run / "heldout.json").write_text(json.dumps({"tasks": ["quadratic"], "rows": [
+        {"name": f"#{best['id']}", "score": 0.0625, "status": "ok", "reason": "", "task_scores": {"quadratic": 0.0625}},
+        {"name": "adamw", "score": 0.0, "status": "ok", "reason": "", "task_scores": {"quadratic": 0.0}}]}))
+    assert main(["show", str(run), "--top", "1"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("# search "))
+    assert "| validation: not validated | test +0.0625" in line
+    text = build_report(str(run), curves=False)
+    assert "from before the three roles" in text and "+0.0625" in text
+    res = Search.resume(str(run), LocalExecutor(RoleFitness()), max_evals=30).run()
+    assert res.stats["evaluations"] == 30
+    assert SearchConfig.from_dict(json.loads((run / "config.json").read_text())).test == ("quadratic",)
