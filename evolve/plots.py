@@ -101,9 +101,9 @@ def _meta_overfit(plt, rd: RunDir, folder: Path, evals: list, best: list) -> str
     if finite:
         ax.set_ylim(max(-3.0, min(finite) - 0.1), None)
     ax.set_xlabel("evaluations")
-    ax.set_ylabel("score = mean log(loss_AdamW / loss)")
+    ax.set_ylabel("score = log(loss_AdamW / loss) over tasks")
     ax.set_title(f"{rd.path.name}: search vs validation" + ("" if vals else " (no validation in this run)"))
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     p = folder / "meta_overfit.png"
     fig.savefig(p, dpi=120)
