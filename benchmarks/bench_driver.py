@@ -45,7 +45,7 @@ def same_rule():
 def run(n: int, population: int, equivalence: bool, out: str, checkpoints: tuple[int, ...]) -> list[dict]:
     """One search of ``n`` candidates; figures at each of ``checkpoints`` candidates."""
     rows = []
-    cfg = SearchConfig(population=population, max_evals=checkpoints[0], out=out, heldout_top=0,
+    cfg = SearchConfig(population=population, max_evals=checkpoints[0], out=out, validate=False, test_top=0,
                        progress=False, stages=(("pseudo",),), seed=0)
     search = Search.start(cfg, LocalExecutor(instant), overwrite=True,
                           same_rule=same_rule() if equivalence else None)

@@ -34,7 +34,7 @@ def best_at(history: list, evals: int) -> float:
 
 def run(workers: int, islands: int, evals: int, target: str, seed: int, out: str) -> dict:
     ex = SimulatedExecutor(workers, target_fitness(target), seconds=1.0, sigma=0.5, seed=seed)
-    cfg = SearchConfig(max_evals=evals, batch_size=1, islands=islands, out=out, heldout_top=0,
+    cfg = SearchConfig(max_evals=evals, batch_size=1, islands=islands, out=out, validate=False, test_top=0,
                        progress=False, stages=(("sim",),), seed=seed, restart_after=0)
     t0 = time.perf_counter()
     search = Search.start(cfg, ex, overwrite=True)

@@ -56,7 +56,7 @@ def main() -> None:
             math_text = dsl.to_math(simple)
         except Exception as e:  # simplification is a report nicety; never lose a run over it
             simple, math_text = best.program, f"(not simplified: {type(e).__name__})"
-        held = {r["name"]: r for r in res.heldout}
+        held = {r["name"]: r for r in res.test}
         rows.append({
             "seed": seed, "run": res.run_dir, "stats": res.stats,
             "best": {"id": best.id, "score": best.fitness.score, "stages": best.fitness.stages_reached,
@@ -65,30 +65,28 @@ def main() -> None:
                      "math": math_text,
                      "length": best.program.length, "memory": best.program.memory,
                      "lion_family": sign_momentum(best.program)},
-            "heldout": res.heldout,
-            "heldout_best": held.get(f"#{best.id}", {}).get("score"),
-            "heldout_top": max((h for h in res.heldout if h["name"].startswith("#")), key=lambda h: h["score"],
-                               default=None),
+            "test": res.test,   # the winner (best by validation) and the references; nothing chosen by it
+            "test_winner": held.get(f"#{best.id}", {}).get("score"),
+            "validation_winner": (res.validations.get(best.id) or {}).get("score"),
             "lion_family_in_hof": [i.id for i in res.best if sign_momentum(i.program)],
             "scan": family_scan(res.run_dir),
         })
         out = Path(base.out) / "summary.json"  # after every run: a later failure loses nothing
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(rows, indent=1))
-    print("\n| seed | evals | evals/s | cache hits | best score (search) | held-out: best | held-out: best of top "
-          f"{base.heldout_top} | AdamW | Lion | Lion-family candidates (best search score) |")
+    print("\n| seed | evals | evals/s | cache hits | winner: search | winner: validation | winner: test "
+          "| test: AdamW | test: Lion | Lion-family candidates (best search score) |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
-        held = {h["name"]: h["score"] for h in r["heldout"]}
+        held = {h["name"]: h["score"] for h in r["test"]}
         s = r["stats"]
-        top = r["heldout_top"]
         scan = r["scan"]
         fam = (f"{scan['lion_family']} of {scan['distinct_programs']}"
                + (f" ({scan['best']['score']:+.3f}, #{scan['best']['id']})" if scan["best"] else "")
                + ("; best program is one" if r["best"]["lion_family"] else ""))
         print(f"| {r['seed']} | {s['evaluations']} | {s['evals_per_second']:.2f} | "
               f"{100 * s['cache']['hit_rate']:.0f}% | {r['best']['score']:+.3f} | "
-              f"{_fmt(r['heldout_best'])} | {_fmt(top and top['score'])} ({top and top['name']}) | "
+              f"{_fmt(r['validation_winner'])} | {_fmt(r['test_winner'])} | "
               f"{_fmt(held.get('adamw'))} | {_fmt(held.get('lion'))} | {fam} |")
     for r in rows:
         print(f"\n### seed {r['seed']}: best program (score {r['best']['score']:+.3f})\n")

@@ -35,7 +35,7 @@ COMPONENTS = {  # (file fragment, function) -> component; cumulative time of the
 
 def config(out: str, evals: int, workers: int = 1) -> SearchConfig:
     return SearchConfig(population=16, tournament=4, max_evals=evals, batch_size=4, workers=workers,
-                        out=out, heldout_top=0, progress=False, checkpoint_every=20)
+                        out=out, validate=False, test_top=0, progress=False, checkpoint_every=20)
 
 
 def main() -> None:

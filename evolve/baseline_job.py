@@ -1,8 +1,8 @@
 """The tuned AdamW baselines a run needs, computed once and shipped to the workers as values.
 
 Every (task, seed) the run evaluates: each search stage's tasks at the evaluator's seeds
-``seed .. seed + repeats - 1`` and the held-out tasks at ``heldout_repeats`` seeds (what
-`evolve.search.Search.meta_validate` asks for). They are tuned where the workers' device type
+``seed .. seed + repeats - 1``, the validation tasks at ``validation_repeats`` seeds and the
+test tasks at ``test_repeats`` seeds (what the search's validation and test jobs ask for). They are tuned where the workers' device type
 is: in the calling process, or (for GPU workers) in one Ray task with a worker's resources, so
 a baseline is measured on the same device and dtype as the programs compared with it.
 """
@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Iterable, Mapping, Optional, TextIO
 
 from .config import SearchConfig
-from .worker import TaskEvaluator, default_stages, heldout_stage
+from .worker import TaskEvaluator, default_stages, test_tasks, validation_tasks
 
 if TYPE_CHECKING:
     from tasks import Baseline
@@ -25,8 +25,8 @@ def needed(config: SearchConfig, seed: int = 0) -> tuple[tuple[str, int], ...]:
     """Sorted (task, seed) pairs a run evaluates; ``seed``: the evaluator's first seed."""
     stage_tasks = {t for stage in (config.stages or default_stages()) for t in stage}
     pairs = {(t, seed + k) for t in stage_tasks for k in range(config.repeats)}
-    if config.heldout_top > 0:
-        pairs |= {(t, seed + k) for t in heldout_stage(config) for k in range(config.heldout_repeats)}
+    pairs |= {(t, seed + k) for t in validation_tasks(config) for k in range(config.validation_repeats)}
+    pairs |= {(t, seed + k) for t in test_tasks(config) for k in range(config.test_repeats)}
     return tuple(sorted(pairs))
 
 

@@ -19,8 +19,9 @@ raised): reported to the search, never cached as the program's score."""
 
 @dataclass(frozen=True)
 class Fitness:
-    """How a program did. ``score`` is the aggregate score of the last stage reached:
-    mean over its tasks of ``log(loss_AdamW / loss_program)`` (positive = better than tuned AdamW).
+    """How a program did. ``score`` is the aggregate score of the last stage reached: the mean
+    (or the configured `tasks.results.aggregate`) over its tasks of ``log(loss_AdamW /
+    loss_program)`` (positive = better than tuned AdamW).
 
     Candidates are ranked by ``(stages reached, score)``: passing the funnel's cheap stage
     outranks failing it.
@@ -46,6 +47,24 @@ class Fitness:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    def last_stage_scores(self, stages: Optional[tuple[tuple[str, ...], ...]] = None) -> dict[str, float]:
+        """Task scores of the last stage reached (``stages``: the funnel the fitness came from;
+        None: every task scored). Stages need not nest, so the last stage's tasks are not always
+        every task scored."""
+        if not stages or not self.stage_scores:
+            return dict(self.task_scores)
+        last = stages[min(self.stages_reached, len(stages)) - 1]
+        return {t: self.task_scores[t] for t in last if t in self.task_scores}
+
+    def won(self, stages: Optional[tuple[tuple[str, ...], ...]] = None) -> int:
+        """Tasks of the last stage reached where the program beat tuned AdamW (score > 0)."""
+        return sum(1 for v in self.last_stage_scores(stages).values() if math.isfinite(v) and v > 0)
+
+    def lost(self, stages: Optional[tuple[tuple[str, ...], ...]] = None) -> int:
+        """Tasks of the last stage reached where tuned AdamW did better (score < 0; a non-finite
+        score counts as lost)."""
+        return sum(1 for v in self.last_stage_scores(stages).values() if not (math.isfinite(v) and v >= 0))
 
     @classmethod
     def failed(cls, status: str, reason: str, seconds: float = 0.0, worker: str = "") -> "Fitness":

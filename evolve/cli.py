@@ -45,11 +45,23 @@ def _search_flags(p: argparse.ArgumentParser, resume: bool = False) -> None:
     p.add_argument("--batch-size", type=int, help="candidates trained side by side per worker call")
     p.add_argument("--stages", type=_stages, help="funnel of task sets, e.g. 'quadratic,logreg_digits;mlp_digits'")
     p.add_argument("--lr-multipliers", type=_floats, help="lr grid relative to tuned AdamW, e.g. '0.03,0.18,1'")
-    p.add_argument("--heldout", type=_csv, help="held-out tasks for the final meta-validation")
-    p.add_argument("--heldout-top", type=int, help="programs re-scored on held-out tasks at the end (0: none)")
     p.add_argument("--repeats", type=int, help="seeds per search task; task scores are averaged over them")
-    p.add_argument("--heldout-repeats", type=int, help="seeds per held-out task (default 3)")
-    p.add_argument("--heldout-timeout", type=float, help="seconds per held-out row (default 900)")
+    p.add_argument("--aggregate", choices=("mean", "median", "trimmed"),
+                   help="task scores -> a stage's score (default mean; trimmed: without the highest and lowest)")
+    p.add_argument("--validation", type=_csv,
+                   help="validation tasks: score each new best during the search; the best by them wins")
+    p.add_argument("--no-validation", dest="validate", action="store_const", const=False,
+                   help="no validation: the winner is the best by search score")
+    p.add_argument("--validation-repeats", type=int, help="seeds per validation task (default 1)")
+    p.add_argument("--validation-top", type=int,
+                   help="hall-of-fame programs validated at the end if not yet (default 10)")
+    p.add_argument("--validation-patience", type=int,
+                   help="stop after this many validations of new bests without a better validation (0: never)")
+    p.add_argument("--test", type=_csv, help="test tasks: the winner is scored on them at the end, reported only")
+    p.add_argument("--test-top", type=int,
+                   help="validation-ranked programs scored on the test tasks (default 1: the winner; 0: no test)")
+    p.add_argument("--test-repeats", type=int, help="seeds per test task (default 3)")
+    p.add_argument("--test-timeout", type=float, help="seconds per test row (default 900)")
     p.add_argument("--tasks-module", dest="tasks_modules", action="append", metavar="FILE.py",
                    help="a module whose @tasks.register factories add tasks (a .py file, package directory "
                         "or dotted name); imported here and shipped to every worker; repeatable")
@@ -79,8 +91,10 @@ def _cmd_search(a: argparse.Namespace) -> int:
         batch_size=a.batch_size, stages=a.stages, lr_multipliers=a.lr_multipliers,
         restart_after=a.restart_after, funnel_margin=a.funnel_margin, funnel_floor=a.funnel_floor, gpus_per_worker=a.gpus_per_worker, device=a.device,
         task_size=a.task_size, dtype=a.dtype,
-        heldout=a.heldout, heldout_top=a.heldout_top, repeats=a.repeats, heldout_repeats=a.heldout_repeats,
-        heldout_timeout=a.heldout_timeout, worker_start_timeout=a.worker_start_timeout, progress=a.progress,
+        repeats=a.repeats, aggregate=a.aggregate, validate=a.validate, validation=a.validation,
+        validation_repeats=a.validation_repeats, validation_top=a.validation_top,
+        validation_patience=a.validation_patience, test=a.test, test_top=a.test_top, test_repeats=a.test_repeats,
+        test_timeout=a.test_timeout, worker_start_timeout=a.worker_start_timeout, progress=a.progress,
         islands=a.islands, migration_every=a.migration_every, cache_size=a.cache_size)
     if a.tasks_modules:   # resolved here, so a resume from another directory finds them
         cfg = cfg.replace(tasks_modules=tuple(_resolve_module(m) for m in a.tasks_modules))
@@ -127,35 +141,62 @@ def _cmd_show(a: argparse.Namespace) -> int:
     The symbolic steps are bounded (`dsl.DEFAULT_TIMEOUT` seconds each) and never stop the
     listing: a step that fails or runs out of time prints a one-line note instead.
     """
+    for path in a.paths:
+        tests, how = _run_scores(path)
+        for label, prog, info in _programs_from([path], a.top):
+            _show_one(label, prog, info, tests, how, a.latex)
+    return 0
+
+
+def _run_scores(path: str) -> tuple[dict, str]:
+    """A run directory's test rows by program id (test.json, or an old run's heldout.json) and
+    its aggregate; ({}, "mean") for a program file."""
+    if not Path(path).is_dir():
+        return {}, "mean"
+    from .rundir import RunDir
+
+    from .heldout import rows_by_id
+
+    rd = RunDir(path)
+    how = rd.config().get("aggregate", "mean") if rd.config_path.exists() else "mean"
+    return rows_by_id(rd.test_rows()), how
+
+
+def _show_one(label: str, prog, info: dict, tests: dict, how: str, latex: bool) -> None:
+    """One program: its scores by role (run programs), code, simplified code and math."""
     import dsl
 
-    for label, prog, info in _programs_from(a.paths, a.top):
-        print(f"=== {label}")
-        facts = f"length {prog.length}, memory {prog.memory} slot{'s' if prog.memory != 1 else ''}, hash {prog.hash}"
-        if info:
-            facts = f"score {info['score']:+.4f} | " + facts
-        print(f"# {facts}")
-        if info.get("task_scores"):
-            print("# " + ", ".join(f"{k} {v:+.3f}" for k, v in info["task_scores"].items()))
-        print(dsl.to_text(prog, readable=True))
-        simple = prog
-        try:
-            text = dsl.simplified_text(prog, timeout=dsl.DEFAULT_TIMEOUT)
-            if text is not None and text.startswith("# simplified"):
-                simple = dsl.parse(text.split("\n", 1)[1])  # printed text parses back to the program
-        except Exception as e:  # noqa: BLE001 - the listing goes on with the raw program
-            text = f"# not simplified: {type(e).__name__}: {e}\n"
-        if text is not None:
-            print(text)
-        try:
-            math_text = dsl.to_math(simple, latex=a.latex)
-        except Exception as e:  # noqa: BLE001 - SymbolicError: time bound or sympy failure
-            print(f"# math skipped: {e}")
-        else:
-            print("# math:")
-            print(math_text)
-        print()
-    return 0
+    from .scores import score_line, search_summary
+
+    print(f"=== {label}")
+    facts = f"length {prog.length}, memory {prog.memory} slot{'s' if prog.memory != 1 else ''}, hash {prog.hash}"
+    print(f"# {facts}")
+    if info:
+        print("# " + score_line(search_summary(info), info.get("validation"), tests.get(info.get("id")), how,
+                                len(info.get("stage_scores") or ()) or None))
+    if info.get("task_scores"):
+        print("# search tasks: " + ", ".join(f"{k} {v:+.3f}" for k, v in info["task_scores"].items()))
+    val = info.get("validation") or {}
+    if val.get("task_scores"):
+        print("# validation tasks: " + ", ".join(f"{k} {v:+.3f}" for k, v in val["task_scores"].items()))
+    print(dsl.to_text(prog, readable=True))
+    simple = prog
+    try:
+        text = dsl.simplified_text(prog, timeout=dsl.DEFAULT_TIMEOUT)
+        if text is not None and text.startswith("# simplified"):
+            simple = dsl.parse(text.split("\n", 1)[1])  # printed text parses back to the program
+    except Exception as e:  # noqa: BLE001 - the listing goes on with the raw program
+        text = f"# not simplified: {type(e).__name__}: {e}\n"
+    if text is not None:
+        print(text)
+    try:
+        math_text = dsl.to_math(simple, latex=latex)
+    except Exception as e:  # noqa: BLE001 - SymbolicError: time bound or sympy failure
+        print(f"# math skipped: {e}")
+    else:
+        print("# math:")
+        print(math_text)
+    print()
 
 
 def _cmd_plot(a: argparse.Namespace) -> int:
@@ -233,7 +274,8 @@ def _cmd_distill(a: argparse.Namespace) -> int:
 
     prog, run_config, label = program_of(a.source, a.id)
     cfg = SearchConfig.from_dict(run_config) if run_config else load_config(a.config)
-    cfg = cfg.replace(stages=a.stages, heldout_top=0, workers=a.workers, address=a.address, progress=False)
+    cfg = cfg.replace(stages=a.stages, validate=False, test_top=0, workers=a.workers, address=a.address,
+                      progress=False)
     modules = load_tasks(cfg)
     stages = "; ".join(",".join(s) for s in cfg.stages) if cfg.stages else "the default stages"
     print(f"distilling {label} (length {prog.length}) on {stages}, tolerance {a.tolerance:g}, "
@@ -295,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latex", action="store_true", help="math as LaTeX")
     p.set_defaults(fn=_cmd_show)
 
-    p = sub.add_parser("plot", help="save PNG plots of a run (best score over evaluations, Pareto front)")
+    p = sub.add_parser("plot", help="save PNG plots of a run (progress, Pareto front, search vs validation)")
     p.add_argument("run")
     p.add_argument("--out", help="folder for the PNG files (default: the run directory)")
     p.set_defaults(fn=_cmd_plot)

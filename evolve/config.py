@@ -39,11 +39,18 @@ class SearchConfig:
     funnel_margin: float = 0.0      # pass stage k if its score >= parent's stage-k score - margin
     funnel_floor: float = 0.0       # ... and >= this (0 = as good as tuned AdamW on stage k)
     lr_multipliers: tuple[float, ...] = ()        # () = the task suite's default grid
-    heldout: tuple[str, ...] = ()   # () = the suite's held-out tasks
-    heldout_top: int = 3            # programs re-scored on held-out tasks at the end
     repeats: int = 1                # seeds per task in the search's stages (scores averaged)
-    heldout_repeats: int = 3        # seeds per held-out task (meta-validation compares means)
-    heldout_timeout: float = 900.0  # seconds per held-out row (its own budget, not candidate_timeout)
+    aggregate: str = "mean"         # task scores -> a stage's score: mean | median | trimmed (tasks.results.aggregate)
+    # roles (tasks/stages.py): validation chooses the winner, test is only reported
+    validate: bool = True           # False: no validation at all (driver benchmarks, tests); the winner is the search's best
+    validation: tuple[str, ...] = ()  # () = the suite's validation tasks
+    validation_repeats: int = 1     # seeds per validation task
+    validation_top: int = 10        # hall-of-fame programs validated at the end (those not validated yet)
+    validation_patience: int = 0    # stop after this many validations of new bests without a better validation; 0 = never
+    test: tuple[str, ...] = ()      # () = the suite's test tasks
+    test_top: int = 1               # validation-ranked programs scored on the test tasks (beside AdamW, Lion); 0 = no test
+    test_repeats: int = 3           # seeds per test task (each against AdamW tuned at that seed)
+    test_timeout: float = 900.0     # seconds per test row (its own budget, not candidate_timeout)
     # execution
     workers: int = 0                # 0 = one per CPU (or per GPU share)
     address: Optional[str] = None   # None = embedded local Ray; "auto", "ray://host:port"
@@ -79,8 +86,14 @@ class SearchConfig:
             raise ValueError("max_evals must be >= 1")
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        if self.repeats < 1 or self.heldout_repeats < 1:
-            raise ValueError("repeats and heldout_repeats must be >= 1")
+        if self.repeats < 1 or self.validation_repeats < 1 or self.test_repeats < 1:
+            raise ValueError("repeats, validation_repeats and test_repeats must be >= 1")
+        if self.validation_top < 0 or self.validation_patience < 0 or self.test_top < 0:
+            raise ValueError("validation_top, validation_patience and test_top must be >= 0")
+        from tasks.results import AGGREGATES
+
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate {self.aggregate!r}: expected one of {', '.join(AGGREGATES)}")
         if self.task_size < 1:
             raise ValueError(f"task_size must be >= 1, got {self.task_size}")
         if self.dtype not in DTYPES:
@@ -98,6 +111,15 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SearchConfig":
+        """Also reads run directories from before the three roles: ``heldout``, ``heldout_repeats``
+        and ``heldout_timeout`` become the test role's; ``heldout_top`` (the held-out step re-scored
+        the top programs and reported the best of them: a choice by test score) is dropped."""
+        d = dict(d)
+        for old, new in _RENAMED.items():
+            if old in d:
+                value = d.pop(old)
+                d.setdefault(new, value)
+        d.pop("heldout_top", None)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -105,9 +127,12 @@ class SearchConfig:
         return cls(**_coerce(d))
 
 
+_RENAMED = {"heldout": "test", "heldout_repeats": "test_repeats", "heldout_timeout": "test_timeout"}
+
+
 def _coerce(d: dict) -> dict:
     out = dict(d)
-    for k in ("seeds", "heldout", "tasks_modules"):
+    for k in ("seeds", "validation", "test", "tasks_modules"):
         if k in out and out[k] is not None:
             out[k] = (out[k],) if isinstance(out[k], str) else tuple(out[k])
     if "lr_multipliers" in out:

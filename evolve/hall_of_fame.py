@@ -1,14 +1,35 @@
 """The best distinct programs of a run, and the Pareto front of score vs length vs memory."""
 from __future__ import annotations
 
+import statistics
 from collections import OrderedDict
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional, Sequence
 
 from dsl import to_text
 
 from .candidate import Individual
 
-__all__ = ["HallOfFame"]
+__all__ = ["HallOfFame", "row"]
+
+Stages = Optional[tuple[tuple[str, ...], ...]]
+
+
+def row(ind: Individual, fingerprint: Optional[str] = None, validation: Optional[Mapping] = None,
+        stages: Stages = None) -> dict:
+    """A program as ``hall_of_fame.json`` lists it: code, search score (the stage aggregate) with
+    the mean and tasks won/lost of its last stage (``stages``: the run's funnel), and its
+    validation (a `evolve.validation.Validation` as a dict; None: not validated)."""
+    f = ind.fitness
+    last = f.last_stage_scores(stages)
+    out = {"id": ind.id, "text": to_text(ind.program, readable=True), "flat": to_text(ind.program),
+           "hash": ind.program.hash, "fingerprint": fingerprint, "score": f.score,
+           "stage_scores": list(f.stage_scores), "task_scores": f.task_scores,
+           "mean": statistics.fmean(last.values()) if last else None, "won": f.won(stages), "lost": f.lost(stages),
+           "length": ind.program.length, "memory": ind.program.memory,
+           "parent": ind.candidate.parent, "mutation": ind.candidate.mutation, "validation": None}
+    if validation is not None:
+        out["validation"] = {k: validation[k] for k in ("score", "mean", "won", "lost", "task_scores", "status")}
+    return out
 
 
 def _key(ind: Individual) -> tuple:
@@ -40,8 +61,10 @@ class HallOfFame:
     (at most ``memo`` pairs): 2,000 candidates took 45 s of checks before, most of them for
     candidates that could not enter."""
 
-    def __init__(self, size: int = 10, same_rule: Optional[Callable] = None, memo: int = 10_000):
+    def __init__(self, size: int = 10, same_rule: Optional[Callable] = None, memo: int = 10_000,
+                 stages: Stages = None):
         self.size = size
+        self.stages = stages        # the run's funnel (for the last stage's tasks won/lost)
         self.entries: dict[str, Individual] = {}      # fingerprint -> best individual with it
         self.front: dict[str, Individual] = {}        # fingerprint -> Pareto-optimal individual
         self.same_rule = same_rule
@@ -98,18 +121,23 @@ class HallOfFame:
     def best(self) -> list[Individual]:
         return sorted(self.entries.values(), key=_key, reverse=True)
 
+    def ranked(self) -> list[tuple[str, Individual]]:
+        """(fingerprint, individual), best by search first."""
+        return sorted(self.entries.items(), key=lambda kv: _key(kv[1]), reverse=True)
+
     def pareto(self) -> list[Individual]:
         return sorted(self.front.values(), key=lambda i: (i.program.length, i.program.memory))
 
-    def to_json(self) -> dict:
-        def row(ind: Individual) -> dict:
-            return {"id": ind.id, "text": to_text(ind.program, readable=True), "flat": to_text(ind.program),
-                    "hash": ind.program.hash, "score": ind.fitness.score,
-                    "stage_scores": list(ind.fitness.stage_scores), "task_scores": ind.fitness.task_scores,
-                    "length": ind.program.length, "memory": ind.program.memory,
-                    "parent": ind.candidate.parent, "mutation": ind.candidate.mutation}
-
-        return {"best": [row(i) for i in self.best()], "pareto": [row(i) for i in self.pareto()]}
+    def to_json(self, validations: Mapping[str, Mapping] = {},
+                best: Optional[Sequence[tuple[str, Individual]]] = None) -> dict:
+        """``best``: the entries by search (``order`` "search"), or the given (fingerprint,
+        individual) list, ordered by validation by the caller (``order`` "validation")."""
+        ranked = self.ranked() if best is None else list(best)
+        fps = {id(ind): fp for fp, ind in self.front.items()}
+        return {"order": "search" if best is None else "validation",
+                "best": [row(i, fp, validations.get(fp), self.stages) for fp, i in ranked],
+                "pareto": [row(i, fps.get(id(i)), validations.get(fps.get(id(i), "")), self.stages)
+                           for i in self.pareto()]}
 
     def state_dict(self) -> dict:
         return {"entries": {k: v.to_dict() for k, v in self.entries.items()},

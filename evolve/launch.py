@@ -11,7 +11,7 @@ from .config import SearchConfig
 from .executor import Executor, LocalExecutor
 from .search import Search, SearchResult
 from .shipping import TaskModule, load_task_module
-from .worker import TaskEvaluator, default_stages, heldout_stage, resolve_device
+from .worker import TaskEvaluator, resolve_device, suite_of
 
 if TYPE_CHECKING:
     from tasks import Baseline
@@ -51,11 +51,14 @@ def prepare_baselines(config: SearchConfig, evaluator: TaskEvaluator, num_gpus: 
 
 def load_tasks(config: SearchConfig) -> tuple[TaskModule, ...]:
     """Import the config's task modules on the driver and check that every task it names exists
-    (here, before any worker starts, not as a failure in every worker)."""
+    and that no task is in two roles (here, before any baseline is tuned or worker started)."""
     from tasks import registry
+    from tasks.stages import check_roles
 
     modules = tuple(load_task_module(m) for m in config.tasks_modules)
-    wanted = [t for stage in (config.stages or default_stages()) for t in stage] + list(heldout_stage(config))
+    suite = suite_of(config)
+    check_roles(suite)
+    wanted = [*suite.search_tasks, *suite.validation, *suite.test]
     known = set(registry.names())
     unknown = sorted({t for t in wanted if not registry.exists(t)})
     if unknown:
@@ -128,6 +131,10 @@ def _announce(search: Search) -> None:
     print(f"search: {limit}{c.max_evals} evaluations, {islands}population {lay.population}, tournament "
           f"{lay.tournament}, seeds {','.join(c.seeds)}, {search.executor.workers_alive() or 'starting'} workers "
           f"-> {c.out}", file=sys.stderr)
+    suite = suite_of(c)
+    print(f"  search stages {'; '.join(','.join(st) for st in suite.stages)} | validation "
+          f"{','.join(suite.validation) or 'none'} | test {','.join(suite.test) or 'none'} | aggregate {c.aggregate}",
+          file=sys.stderr)
 
 
 def _same_rule():
@@ -147,13 +154,15 @@ def _same_rule():
 
 
 def report(result: SearchResult, out: Optional[TextIO] = None, top: int = 3, simplify_timeout: float = 5.0) -> None:
-    """Print the best programs as code (as mutation left them, and simplified), with scores,
-    the held-out rows and the run's figures."""
+    """Print the run's figures, then its best programs (the winner, chosen by validation, first)
+    as code, as mutation left them and simplified, each with its search, validation and test
+    scores (`evolve.scores`), then the test rows (reported only)."""
     out = out or sys.stdout
     import dsl
     from dsl import to_text
 
     from .heldout import row_text
+    from .scores import score_line
 
     s = result.stats
     c = s["cache"]
@@ -161,18 +170,33 @@ def report(result: SearchResult, out: Optional[TextIO] = None, top: int = 3, sim
           f"{s['evals_per_second']:.2f} evals/s; cache hits {100 * c['hit_rate']:.0f}% "
           f"(structural {c['structural_hits']}, functional {c['functional_hits']}, in flight {c['inflight_hits']}); "
           f"workers lost {s['workers_lost']}", file=out)
+    if s.get("validations"):
+        stop = "; stopped by validation patience (meta-overfit)" if s.get("meta_overfit_stop") else ""
+        print(f"{s['validations']} programs validated; the winner is the best by validation{stop}", file=out)
     print(f"run directory: {result.run_dir}\n", file=out)
+    tests = {row.get("id"): row for row in result.test if row.get("id") is not None}
+    how = result.aggregate
     for rank, ind in enumerate(result.best[:top], 1):
         f = ind.fitness
-        tasks = ", ".join(f"{k} {v:+.3f}" for k, v in f.task_scores.items())
-        print(f"# {rank}. score {f.score:+.4f} (stage {f.stages_reached}) | length {ind.program.length} | "
-              f"memory {ind.program.memory} | id {ind.id}", file=out)
-        print(f"#    {tasks}", file=out)
+        stages = result.stages or None
+        last = f.last_stage_scores(stages)
+        search = {"score": f.score, "mean": sum(last.values()) / len(last) if last else f.score,
+                  "won": f.won(stages), "lost": f.lost(stages)}
+        line = score_line(search, result.validations.get(ind.id), tests.get(ind.id), how, f.stages_reached)
+        tag = "winner: " if rank == 1 and result.validations.get(ind.id) else ""
+        print(f"# {rank}. {tag}{line}", file=out)
+        print(f"#    length {ind.program.length} | memory {ind.program.memory} | id {ind.id}", file=out)
+        print("#    search tasks: " + ", ".join(f"{k} {v:+.3f}" for k, v in f.task_scores.items()), file=out)
+        val = result.validations.get(ind.id)
+        if val and val.get("task_scores"):
+            print("#    validation tasks: " + ", ".join(f"{k} {v:+.3f}" for k, v in val["task_scores"].items()),
+                  file=out)
         print(to_text(ind.program, readable=True), file=out)
         simplified = dsl.simplified_text(ind.program, timeout=simplify_timeout)
         if simplified:   # "# simplified (length N):" and the program, or "# not simplified: why"
             print(simplified.rstrip("\n"), file=out)
-    if result.heldout:
-        print("held-out tasks (never seen by the search), score vs tuned AdamW:", file=out)
-        for row in result.heldout:
-            print(row_text(row), file=out)
+    if result.test:
+        print("test tasks (reported only: nothing was chosen by them), mean log(loss_AdamW / loss) over tasks, "
+              "tasks won/lost vs tuned AdamW:", file=out)
+        for row in result.test:
+            print(row_text(row, how), file=out)

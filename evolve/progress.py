@@ -23,7 +23,8 @@ class Progress:
         self.width = 0
 
     def update(self, done: int, trained: int, best: float, hit_rate: float, workers: int,
-               force: bool = False) -> None:
+               force: bool = False, validation: Optional[float] = None) -> None:
+        """``best``: the best search score; ``validation``: the best validation score (None: none yet)."""
         if not self.enabled:
             return
         now = time.monotonic()
@@ -36,7 +37,8 @@ class Progress:
         clock = f"{elapsed + self.elapsed_before:.0f}s"
         if self.time_limit:  # a run bounded by time says how much of it is left
             clock += f" of {self.time_limit:.0f}s"
-        line = (f"evals {done}/{self.total} | {done / elapsed:.2f}/s (trained {trained}) | best {best:+.4f} "
+        val = f" | validation {validation:+.4f}" if validation is not None else ""
+        line = (f"evals {done}/{self.total} | {done / elapsed:.2f}/s (trained {trained}) | search {best:+.4f}{val} "
                 f"| cache hits {100 * hit_rate:.0f}% | workers {workers} | {clock}")
         if self.tty:
             pad = max(0, self.width - len(line))

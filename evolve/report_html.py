@@ -1,7 +1,8 @@
 """A run report: one self-contained HTML file (no server, no network, plots as base64 PNG).
 
 Sections (each a ``<section id=...>``): settings, progress, pareto, hall-of-fame, tasks,
-lineage, heldout, curves. Math is shown as preformatted text with the LaTeX source in a
+lineage, validation, test, curves. Scores are labelled by role (`evolve.scores`): search (the
+stages), validation (chose the winner), test (reported only). Math is shown as preformatted text with the LaTeX source in a
 ``<details>``: MathJax would need the network. Every piece of text from the run goes through
 `html.escape`. The loss curves train the best program, AdamW and Lion for ``steps`` steps on
 one task (each at the best of a small lr grid around tuned AdamW's lr), so the report costs
@@ -19,12 +20,13 @@ from typing import Iterable, Optional, Sequence
 
 import dsl
 
+from .heldout import rows_by_id
 from .lineage import best_id, lineage
 from .rundir import RunDir
 
 __all__ = ["write_report", "build_report", "SECTIONS", "CURVE_LR_GRID"]
 
-SECTIONS = ("settings", "progress", "pareto", "hall-of-fame", "tasks", "lineage", "heldout", "curves")
+SECTIONS = ("settings", "progress", "pareto", "hall-of-fame", "tasks", "lineage", "validation", "test", "curves")
 
 CURVE_LR_GRID = (0.1, 0.3, 1.0, 3.0)
 """Multipliers of tuned AdamW's lr tried for each curve; the lowest final loss is drawn (Lion
@@ -79,20 +81,30 @@ def _settings(cfg: dict) -> str:
     return _table(["setting", "value"], rows, left=2)
 
 
-def _plots(rd: RunDir) -> tuple[str, str]:
+def _plots(rd: RunDir) -> dict[str, str]:
+    """`plots.plot_run`'s figures as <img> tags, by file stem (progress, pareto, meta_overfit)."""
     from .plots import plot_run
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = plot_run(str(rd.path), tmp)
-        return tuple(_img(Path(p).read_bytes(), Path(p).stem + " plot") for p in paths)  # type: ignore[return-value]
+        return {Path(p).stem: _img(Path(p).read_bytes(), Path(p).stem + " plot") for p in paths}
 
 
-def _hall_of_fame(rows: list[dict]) -> str:
-    out = []
+def _score_line(r: dict, tests: dict, how: str) -> str:
+    from .scores import score_line, search_summary
+
+    return score_line(search_summary(r), r.get("validation"), tests.get(r.get("id")), how,
+                      len(r.get("stage_scores") or ()) or None)
+
+
+def _hall_of_fame(rows: list[dict], tests: Optional[dict] = None, how: str = "mean", order: str = "search") -> str:
+    out = [f'<p class="note">ordered by {_e(order)} score{"; #1 is the winner" if order == "validation" else ""}. '
+           'Each score is the mean over the role&#x27;s tasks of log(loss of tuned AdamW / loss of the program), '
+           'with the tasks won and lost against it.</p>'] if rows else []
     for rank, r in enumerate(rows, 1):
         prog = dsl.parse(r["flat"])
-        out.append(f"<h3>#{rank}: id {_e(r['id'])}, score {_e(_num(r['score']))}, length {_e(r['length'])}, "
-                   f"memory {_e(r['memory'])}</h3>")
+        out.append(f"<h3>#{rank}: id {_e(r['id'])}, length {_e(r['length'])}, memory {_e(r['memory'])}</h3>")
+        out.append(f"<p>{_e(_score_line(r, tests or {}, how))}</p>")
         out.append(f"<pre>{_e(dsl.to_text(prog, readable=True))}</pre>")
         simplified = dsl.simplified_text(prog, timeout=5.0)   # bounded; None: nothing shorter
         if simplified:
@@ -107,26 +119,36 @@ def _hall_of_fame(rows: list[dict]) -> str:
     return "\n".join(out) or '<p class="note">the hall of fame is empty</p>'
 
 
+def _cell(v: Optional[float]) -> str:
+    cls = "" if v is None or not math.isfinite(v) or v == 0 else (' class="win"' if v > 0 else ' class="loss"')
+    return f"<span{cls}>{_e(_num(v, '+.3f'))}</span>"
+
+
 def _tasks(rows: list[dict]) -> str:
-    names: list[str] = []
+    """Per-task scores by role: the search tasks (all stages reached), then the validation tasks."""
+    from .scores import search_summary
+
+    search: list[str] = []
+    val: list[str] = []
     for r in rows:
-        names += [t for t in (r.get("task_scores") or {}) if t not in names]
-    if not names:
+        search += [t for t in (r.get("task_scores") or {}) if t not in search]
+        val += [t for t in ((r.get("validation") or {}).get("task_scores") or {}) if t not in val]
+    if not search and not val:
         return '<p class="note">no per-task scores</p>'
     table = []
     for rank, r in enumerate(rows, 1):
-        ts = r.get("task_scores") or {}
-        cells = []
-        for t in names:
-            v = ts.get(t)
-            cls = "" if v is None or not math.isfinite(v) or v == 0 else (' class="win"' if v > 0 else ' class="loss"')
-            cells.append(f"<span{cls}>{_e(_num(v, '+.3f'))}</span>")
-        won = sum(1 for v in ts.values() if v is not None and math.isfinite(v) and v > 0)
-        lost = sum(1 for v in ts.values() if v is not None and not (math.isfinite(v) and v >= 0))
-        table.append([f"#{rank} (id {_e(r['id'])})", *cells, str(won), str(lost)])
+        ts, v = r.get("task_scores") or {}, r.get("validation") or {}
+        vs = v.get("task_scores") or {}
+        s = search_summary(r)
+        table.append([f"#{rank} (id {_e(r['id'])})", *[_cell(ts.get(t)) for t in search],
+                      f"{s['won']} / {s['lost']}", *[_cell(vs.get(t)) for t in val],
+                      f"{v['won']} / {v['lost']}" if v.get("score") is not None else "-"])
     note = ('<p class="note">task score = log(loss of tuned AdamW / loss of the program): above 0 the '
-            'program wins the task, below 0 it loses.</p>')
-    return note + _table(["program", *map(_e, names), "won", "lost"], table)
+            'program wins the task, below 0 it loses. Won / lost: of the last search stage reached, and of '
+            'the validation tasks.</p>')
+    head = ["program", *(f"{_e(t)} (search)" for t in search), "search won / lost",
+            *(f"{_e(t)} (validation)" for t in val), "validation won / lost"]
+    return note + _table(head, table)
 
 
 def _diff_html(diff: str) -> str:
@@ -153,10 +175,27 @@ def _lineage(rd: RunDir, ident: int) -> str:
     return "\n".join(out)
 
 
-def _heldout(rd: RunDir) -> str:
-    if not rd.heldout_path.exists():
-        return '<p class="note">no held-out validation in this run (heldout.json is absent)</p>'
-    data = json.loads(rd.heldout_path.read_text())
+def _validation(rd: RunDir) -> str:
+    """validation.jsonl as a table: when each program was submitted (the search's evaluation
+    count) and scored, its search score and its validation."""
+    vals = rd.validations()
+    if not vals:
+        return '<p class="note">no validation in this run (validation.jsonl is absent or empty)</p>'
+    rows = [[_e(v["eval_submitted"]), _e(v["eval_done"]), _e(v["id"]), _e(_num(v["search"])),
+             f"no score: {_e(v['status'])}" if v["score"] is None else _e(_num(v["score"])),
+             _e(_num(v.get("mean"))), _e(v["won"]), _e(v["lost"]), "end" if v.get("at_end") else "new best",
+             _e(v["status"])] for v in vals]
+    return ('<p class="note">each new best by search score was validated as it appeared; at the end, the hall '
+            'of fame&#x27;s top. The winner is the best by validation.</p>'
+            + _table(["submitted at eval", "done at eval", "id", "search", "validation", "mean", "won", "lost",
+                      "why", "status"], rows, left=0))
+
+
+def _test(rd: RunDir, how: str = "mean") -> str:
+    """test.json (or an old run's heldout.json): the winner and the references on the test tasks."""
+    data = rd.test_rows()
+    if data is None:
+        return '<p class="note">no test rows in this run (test.json is absent)</p>'
     tasks = data.get("tasks") or []
     rows = []
     for r in data.get("rows") or []:
@@ -164,13 +203,25 @@ def _heldout(rd: RunDir) -> str:
         if r.get("score") is None:    # timed out or lost its worker: never a number
             score = f"no score: {_e(r.get('status'))}"
             cells = ["-"] * len(tasks)
+            wl = "-"
         else:
-            score = _e(_num(r["score"]))
+            score = _e(_num(r.get("mean", r["score"])))
             cells = [_e(_num(ts.get(t), "+.3f")) for t in tasks]
+            wl = f"{r['won']} / {r['lost']}" if "won" in r else "-"
         why = (r.get("reason") or "").strip().splitlines()
-        rows.append([_e(r.get("name")), score, *cells, _e(r.get("status")), _e(why[-1][:120] if why else "")])
-    return (f"<p>held-out tasks: {_e(', '.join(tasks))}</p>"
-            + _table(["program", "score", *map(_e, tasks), "status", "reason"], rows))
+        extra = [_e(_num(r.get("score")))] if how != "mean" else []
+        rows.append([_e(r.get("name")), _e(r.get("role", "-")), _e(_num(r.get("validation"))), score, wl, *extra,
+                     *cells, _e(r.get("status")), _e(why[-1][:120] if why else "")])
+    if data.get("heldout"):
+        note = ('<p class="note">held-out rows of a run from before the three roles (heldout.json): its top '
+                'programs were re-scored here and the best of them reported, a choice on these tasks.</p>')
+    else:
+        note = (f'<p class="note">reported only: nothing was chosen by these scores; '
+                f'{_e(data.get("repeats", "?"))} seeds per task, each against AdamW tuned at that seed.</p>')
+    head = ["program", "role", "validation", "test (mean)", "won / lost", *([f"test ({_e(how)})"] if how != "mean"
+                                                                          else []), *map(_e, tasks), "status",
+            "reason"]
+    return f"<p>test tasks: {_e(', '.join(tasks))}</p>" + note + _table(head, rows, left=2)
 
 
 def first_stage_task(cfg: dict) -> str:
@@ -232,18 +283,22 @@ def build_report(run: str, *, task: Optional[str] = None, steps: int = 200, top:
     cfg = rd.config()
     hof = rd.hall_of_fame()
     best_rows = (hof.get("best") or [])[:top]
-    progress, pareto = _plots(rd)
+    how = cfg.get("aggregate", "mean")
+    tests = rows_by_id(rd.test_rows())
+    plots = _plots(rd)
     parts = [_section("settings", "Settings (config.json)", _settings(cfg)),
-             _section("progress", "Progress", progress),
-             _section("pareto", "Score, length and memory", pareto),
-             _section("hall-of-fame", f"Hall of fame (top {len(best_rows)})", _hall_of_fame(best_rows)),
+             _section("progress", "Progress", plots["progress"]),
+             _section("pareto", "Score, length and memory", plots["pareto"]),
+             _section("hall-of-fame", f"Hall of fame (top {len(best_rows)})",
+                      _hall_of_fame(best_rows, tests, how, hof.get("order", "search"))),
              _section("tasks", "Per-task scores against tuned AdamW", _tasks(best_rows))]
     if best_rows:
         ident = best_id(hof)
         parts.append(_section("lineage", f"Lineage of the best (id {ident})", _lineage(rd, ident)))
     else:
         parts.append(_section("lineage", "Lineage of the best", '<p class="note">no program</p>'))
-    parts.append(_section("heldout", "Held-out validation", _heldout(rd)))
+    parts.append(_section("validation", "Validation (chooses the winner)", plots["meta_overfit"] + _validation(rd)))
+    parts.append(_section("test", "Test (reported only)", _test(rd, how)))
     if curves and best_rows:
         name = task or first_stage_task(cfg)
         body = _curves(cfg, best_rows[0]["flat"], name, steps)
@@ -251,8 +306,10 @@ def build_report(run: str, *, task: Optional[str] = None, steps: int = 200, top:
         body = '<p class="note">loss curves skipped</p>'
     parts.append(_section("curves", "Loss curves: the best beside AdamW and Lion", body))
     stats = hof.get("stats") or {}
-    head = (f"<h1>Run report: {_e(rd.path.name)}</h1>\n<p>{_e(stats.get('evaluations', '?'))} evaluations, best score "
-            f"{_e(_num(stats.get('best_score')))}; run directory <code>{_e(rd.path.resolve())}</code></p>\n")
+    head = (f"<h1>Run report: {_e(rd.path.name)}</h1>\n<p>{_e(stats.get('evaluations', '?'))} evaluations, best "
+            f"search score {_e(_num(stats.get('best_score')))}; run directory <code>{_e(rd.path.resolve())}</code></p>\n")
+    if best_rows and hof.get("order") == "validation":
+        head += f"<p>winner (id {_e(best_rows[0]['id'])}): {_e(_score_line(best_rows[0], tests, how))}</p>\n"
     toc = "<nav><ul>" + "".join(f'<li><a href="#{s}">{s}</a></li>' for s in SECTIONS) + "</ul></nav>\n"
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>{_e('optsearch run ' + rd.path.name)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"

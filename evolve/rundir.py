@@ -3,11 +3,14 @@
     RUN/config.json         the SearchConfig that determines the run
     RUN/log.jsonl           one line per evaluated candidate (program, hashes, scores, stage, time, worker)
     RUN/checkpoint.json     population, caches, random state, counters; written atomically
-    RUN/hall_of_fame.json   best distinct programs and the Pareto front; written atomically
-    RUN/heldout.json        meta-validation of the top programs on held-out tasks (at the end)
+    RUN/hall_of_fame.json   best distinct programs and the Pareto front, with their validation scores;
+                            at the end ordered by validation (the first is the run's winner); atomic
+    RUN/validation.jsonl    one line per validated program (evolve/validation.py)
+    RUN/test.json           the winner (and the references AdamW, Lion) on the test tasks, at the end
+    RUN/heldout.json        (runs from before the three roles) held-out rows, read by show/report
 
-A killed run resumes from its checkpoint: the log is cut back to the length recorded in the
-checkpoint, so no entry is written twice. Log lines are buffered (``LOG_BUFFER`` bytes) and
+A killed run resumes from its checkpoint: the log and ``validation.jsonl`` are cut back to the
+lengths recorded in the checkpoint, so no entry is written twice. Log lines are buffered (``LOG_BUFFER`` bytes) and
 flushed at each checkpoint: one ``write`` syscall per line was the cost of an unbuffered log,
 and a line lost in a kill is one the checkpoint does not cover anyway.
 """
@@ -52,6 +55,8 @@ class RunDir:
         self.checkpoint_path = self.path / "checkpoint.json"
         self.hof_path = self.path / "hall_of_fame.json"
         self.heldout_path = self.path / "heldout.json"
+        self.validation_path = self.path / "validation.jsonl"
+        self.test_path = self.path / "test.json"
         self._log = None
 
     def create(self, config: dict, overwrite: bool = False) -> None:
@@ -59,7 +64,8 @@ class RunDir:
             raise FileExistsError(f"{self.path} holds a run already: `evolve resume {self.path}` continues it, "
                                   "or choose another --out")
         self.path.mkdir(parents=True, exist_ok=True)
-        for p in (self.log_path, self.checkpoint_path, self.hof_path, self.heldout_path):
+        for p in (self.log_path, self.checkpoint_path, self.hof_path, self.heldout_path, self.validation_path,
+                  self.test_path):
             p.unlink(missing_ok=True)
         atomic_write_json(self.config_path, config)
 
@@ -122,12 +128,39 @@ class RunDir:
             f.truncate(size)
         return [json.loads(line) for line in tail.splitlines(keepends=True) if line.endswith("\n") and line.strip()]
 
+    # -- validation ----------------------------------------------------------------------
+    def append_validation(self, record: dict) -> None:
+        """One line of ``validation.jsonl``, written through (a few lines per run)."""
+        with open(self.validation_path, "a") as f:
+            f.write(json.dumps(record, allow_nan=True) + "\n")
+
+    def validations(self) -> list[dict]:
+        return list(read_jsonl(self.validation_path))
+
+    def validation_size(self) -> int:
+        return self.validation_path.stat().st_size if self.validation_path.exists() else 0
+
+    def truncate_validations(self, size: int) -> None:
+        """Cut ``validation.jsonl`` back to ``size`` bytes (lines written after the checkpoint:
+        their jobs are in its in-flight list and run again)."""
+        if self.validation_path.exists():
+            with open(self.validation_path, "rb+") as f:
+                f.truncate(size)
+
+    def test_rows(self) -> Optional[dict]:
+        """``test.json``, or an old run's ``heldout.json`` (tagged ``"heldout": true``), or None."""
+        if self.test_path.exists():
+            return json.loads(self.test_path.read_text())
+        if self.heldout_path.exists():
+            return dict(json.loads(self.heldout_path.read_text()), heldout=True)
+        return None
+
     # -- checkpoint ----------------------------------------------------------------------
     def save_checkpoint(self, state: dict) -> None:
         if self._log is not None:
             self._log.flush()
             os.fsync(self._log.fileno())
-        state = dict(state, log_bytes=self.log_size())
+        state = dict(state, log_bytes=self.log_size(), validation_bytes=self.validation_size())
         atomic_write_json(self.checkpoint_path, state, indent=None)
 
     def load_checkpoint(self) -> Optional[dict]:

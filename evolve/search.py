@@ -3,6 +3,8 @@
     propose (round robin over islands) -> fingerprint (memoized by structural hash)
     -> cache lookup (structural hash, then functional fingerprint) -> batch -> executor
     executor result -> cache -> island.report -> hall of fame -> log (-> checkpoint)
+    a new best that reached the last stage -> validation job -> validation.jsonl (-> patience)
+    end: validate the hall of fame's top -> winner = best by validation -> test rows (reported)
 
 The driver owns all state; the executor only evaluates. Results are folded in as each batch
 comes back (the executor's ``wait`` returns whatever has finished) and free workers are refilled
@@ -17,6 +19,13 @@ but not the cache, and a resume refills the cache from the last ``cache_size`` l
 ``log.jsonl`` (the full record). Rebuilding from the log rather than checkpointing the cache's
 keys keeps each checkpoint O(population) whatever the cache size, and costs one backwards read
 of the log's tail once per resume.
+
+Validation (`evolve.validation`) goes through the executor like every job: a validation job is
+sent before new candidates whenever a worker is free, and the search keeps proposing meanwhile.
+The run ends when proposals are over (count, time, or validation patience), every job is back
+and the hall of fame's top ``validation_top`` programs are validated; its winner is the best by
+validation, and only that winner (with ``test_top - 1`` runners-up and the references) is
+scored on the test tasks, which choose nothing.
 """
 from __future__ import annotations
 
@@ -30,6 +39,7 @@ import torch
 
 import seeds as seed_library
 from dsl import Program, to_text
+from tasks.stages import check_roles
 
 from .cache import FitnessCache, fingerprint
 from .candidate import Candidate, Fitness, Individual, Job
@@ -40,7 +50,8 @@ from .islands import Islands, Layout
 from .mutate import MutationWeights, mutate
 from .progress import Progress
 from .rundir import RunDir
-from .worker import default_stages
+from .validation import Validator
+from .worker import default_stages, suite_of, test_tasks, validation_tasks
 
 __all__ = ["Search", "SearchResult", "seed_programs", "worker_count"]
 
@@ -63,10 +74,21 @@ def worker_count(config: SearchConfig, executor: Executor) -> int:
 
 @dataclass(frozen=True)
 class SearchResult:
+    """``best``: the final ranking, winner first (validated programs by validation score, then
+    the hall of fame by search score); ``validations``: `Validation` dicts by program id;
+    ``test``: the test rows (`evolve.heldout`); ``stages``: the run's funnel."""
+
     run_dir: str
     best: list[Individual]
     stats: dict
-    heldout: list[dict] = field(default_factory=list)
+    test: list[dict] = field(default_factory=list)
+    validations: dict = field(default_factory=dict)
+    stages: tuple = ()
+    aggregate: str = "mean"
+
+    @property
+    def winner(self) -> Optional[Individual]:
+        return self.best[0] if self.best else None
 
 
 class Search:
@@ -85,13 +107,16 @@ class Search:
         self.layout = layout or Layout.resolve(config.islands, config.population, config.tournament,
                                                config.migration_every, worker_count(config, executor),
                                                config.batch_size)
+        self.stages = tuple(config.stages or default_stages())
         self.evolution = Islands(
             seed_programs(config.seeds), self._mutate, config.seed, self.layout, config.funnel_margin,
-            config.restart_after, config.funnel_floor, len(config.stages or default_stages()))
+            config.restart_after, config.funnel_floor, len(self.stages))
         self.weights = MutationWeights.from_dict(config.mutation_weights) if config.mutation_weights \
             else MutationWeights()
         self.cache = FitnessCache(config.cache_size)
-        self.hof = HallOfFame(config.hall_of_fame, same_rule)
+        self.hof = HallOfFame(config.hall_of_fame, same_rule, stages=self.stages)
+        self.validator = Validator(validation_tasks(config), config.validation_repeats, config.validation_patience)
+        self.finished = False    # the end's validations are in: the hall of fame is ordered by validation
         self.pending: dict[int, tuple[Candidate, str]] = {}    # job id -> (candidate, fingerprint)
         self.waiting: dict[str, list[Candidate]] = {}          # hash or fingerprint in flight -> duplicates
         self.inflight_keys: dict[int, tuple[str, str]] = {}
@@ -110,6 +135,7 @@ class Search:
     # ------------------------------------------------------------------ construction
     @classmethod
     def start(cls, config: SearchConfig, executor: Executor, overwrite: bool = False, **kw) -> "Search":
+        check_roles(suite_of(config))      # before the run directory exists: a clear error, no run
         run = RunDir(config.out)
         run.create(config.to_dict(), overwrite=overwrite)
         return cls(config, run, executor, **kw)
@@ -124,6 +150,7 @@ class Search:
         config = SearchConfig.from_dict(run.config())
         if overrides:
             config = config.replace(**overrides)
+        check_roles(suite_of(config))
         state = run.load_checkpoint()
         if state is None:  # killed before its first checkpoint: start over in place
             run.create(config.to_dict(), overwrite=True)
@@ -139,6 +166,9 @@ class Search:
             if entry.get("cached") is None:  # finished after the checkpoint: keep the work
                 s._remember(entry)
         s.hof.load_state_dict(state["hall_of_fame"])
+        run.truncate_validations(state.get("validation_bytes", 0))
+        if "validation" in state:
+            s.validator.load_state_dict(state["validation"])
         s.proposed, s.done, s.trained = state["proposed"], state["done"], state["trained"]
         s.elapsed_before = s._elapsed = state["elapsed"]
         s.history = [tuple(x) for x in state["history"]]
@@ -155,34 +185,66 @@ class Search:
         t0 = self.clock()
         progress = Progress(cfg.max_evals, cfg.progress, clock=self.clock, time_limit=cfg.time_limit,
                             elapsed_before=self.elapsed_before)
+        end_requested = False
         try:
             while True:
                 out_of_time = bool(cfg.time_limit) and (self.clock() - t0 + self.elapsed_before) > cfg.time_limit
-                can_propose = not out_of_time and self.proposed < cfg.max_evals
+                can_propose = not out_of_time and self.proposed < cfg.max_evals and not self.validator.stopped
+                self._submit_validations()
                 while (self._resubmit or can_propose) and self.executor.capacity() > 0:
                     if not self._fill_batch(can_propose):
                         break
                     can_propose = can_propose and self.proposed < cfg.max_evals
-                if not self.pending and not self.waiting and not self._resubmit and self.executor.in_flight() == 0:
-                    if not can_propose:
+                if not self.pending and not self.waiting and not self._resubmit and self.validator.idle \
+                        and self.executor.in_flight() == 0 and not can_propose:
+                    if end_requested:
                         break
+                    end_requested = True       # the search is over: validate the hall of fame's top
+                    for fp, ind in self.hof.ranked()[:cfg.validation_top]:
+                        self.validator.request(ind, fp, self.done, at_end=True)
+                    continue
                 for job, fit in self.executor.wait(timeout=1.0):
                     self._finish(job, fit)
                 self._elapsed = self.clock() - t0 + self.elapsed_before
-                progress.update(self.done, self.trained, self._best_score(), self.cache.stats.hit_rate,
-                                self.executor.workers_alive())
+                self._progress(progress)
                 if self.since_checkpoint >= cfg.checkpoint_every and \
                         time.monotonic() - self._last_checkpoint >= cfg.checkpoint_seconds:
                     self.checkpoint()
+            self.finished = True
         finally:
             self._elapsed = self.clock() - t0 + self.elapsed_before
-            progress.update(self.done, self.trained, self._best_score(), self.cache.stats.hit_rate,
-                            self.executor.workers_alive(), force=True)
+            self._progress(progress, force=True)
             progress.close()
             self.checkpoint()
-        heldout = self.meta_validate() if cfg.heldout_top > 0 else []
+        test = self.score_test() if test_tasks(cfg) else []
         self.run_dir.close()
-        return SearchResult(str(self.run_dir.path), self.hof.best(), self.stats(), heldout)
+        vals = self.validator.by_fingerprint()
+        return SearchResult(str(self.run_dir.path), [ind for _, ind in self.ranking()], self.stats(), test,
+                            {vals[fp].id: vals[fp].to_dict() for fp in vals}, self.stages, cfg.aggregate)
+
+    def _progress(self, progress: Progress, force: bool = False) -> None:
+        best_val = self.validator.best.score if self.validator.best is not None else None
+        progress.update(self.done, self.trained, self._best_score(), self.cache.stats.hit_rate,
+                        self.executor.workers_alive(), force=force, validation=best_val)
+
+    def _submit_validations(self) -> None:
+        """Queued validation jobs go first to free workers, one job per batch."""
+        while self.executor.capacity() > 0:
+            job = self.validator.take()
+            if job is None:
+                return
+            self.executor.submit([job])
+
+    def ranking(self) -> list[tuple[str, Individual]]:
+        """(fingerprint, individual), winner first: the validated programs with a score by
+        validation (ties: search rank), then the hall of fame's other entries by search score;
+        at most ``hall_of_fame`` of them. Without validations: the hall of fame by search."""
+        vals = self.validator.by_fingerprint()
+        validated = sorted(((fp, ind) for fp, ind in self.validator.programs.items() if vals[fp].score is not None),
+                           key=lambda kv: vals[kv[0]].rank, reverse=True)
+        seen = {fp for fp, _ in validated}
+        rest = [(fp, ind) for fp, ind in self.hof.ranked() if fp not in seen]
+        return (validated + rest)[:max(1, self.config.hall_of_fame)]
 
     def _fill_batch(self, propose: bool = True) -> bool:
         """Gather one batch (candidates in flight at the checkpoint first, then new proposals)
@@ -258,6 +320,11 @@ class Search:
         self.executor.submit([Job(c.id, self._text(c.program), c.thresholds) for c in batch])
 
     def _finish(self, job: Job, fit: Fitness) -> None:
+        if job.id in self.validator.inflight:
+            rec = self.validator.finish(job, fit, self.done, self._elapsed)
+            if rec is not None:
+                self.run_dir.append_validation(rec.to_dict())
+            return
         if job.id not in self.pending:
             return
         cand, fp = self.pending.pop(job.id)
@@ -276,6 +343,9 @@ class Search:
         best = self._best_score()
         if not self.history or best != self.history[-1][1]:
             self.history.append((self.done, best))
+        lead = self.evolution.best
+        if lead is not None and lead.id == cand.id and fit.ok and fit.stages_reached >= len(self.stages):
+            self.validator.request(ind, fp, self.done)    # a new best by search score: validate it
         self.run_dir.append({
             "eval": self.done, "id": cand.id, "parent": cand.parent, "mutation": cand.mutation,
             "island": cand.island,
@@ -302,7 +372,9 @@ class Search:
                 "migrations": self.evolution.migrations,
                 "workers_alive": self.executor.workers_alive(),
                 "workers_lost": getattr(self.executor, "lost_workers", 0),
-                "best_score": self._best_score()}
+                "best_score": self._best_score(), "validations": len(self.validator.records),
+                "best_validation": self.validator.best.score if self.validator.best is not None else None,
+                "meta_overfit_stop": self.validator.stopped}
 
     def checkpoint(self) -> None:
         in_flight = [c.to_dict() for c, _ in self.pending.values()]
@@ -313,19 +385,23 @@ class Search:
             "hall_of_fame": self.hof.state_dict(), "proposed": self.proposed, "done": self.done,
             "trained": self.trained, "elapsed": self._elapsed,
             "history": self.history, "in_flight": in_flight, "stats": self.stats(),
+            "validation": self.validator.state_dict(),
         })
-        self.run_dir.save_hall_of_fame(dict(self.hof.to_json(), stats=self.stats(), history=self.history))
+        vals = {fp: r.to_dict() for fp, r in self.validator.by_fingerprint().items()}
+        hof = self.hof.to_json(vals, self.ranking() if self.finished else None)
+        self.run_dir.save_hall_of_fame(dict(hof, stats=self.stats(), history=self.history))
         self.since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
 
-    # ------------------------------------------------------------------ meta-validation
-    def meta_validate(self) -> list[dict]:
-        """Re-score the top programs on held-out tasks the search never saw, beside AdamW and
-        Lion (`evolve.heldout`)."""
-        from .heldout import validate
-        from .worker import heldout_stage
+    # ------------------------------------------------------------------ test
+    def score_test(self) -> list[dict]:
+        """The winner (and the next ``test_top - 1`` by validation) on the test tasks, beside
+        AdamW and Lion (`evolve.heldout`): reported, never used to choose."""
+        from .heldout import score_test
 
-        return validate(self.executor, self.config, self.hof.best(), heldout_stage(self.config), self.run_dir)
+        vals = {r.id: r.to_dict() for r in self.validator.records}
+        return score_test(self.executor, self.config, [ind for _, ind in self.ranking()], test_tasks(self.config),
+                          self.run_dir, vals)
 
     def _mutate(self, parent: Program, rng: random.Random) -> tuple[Program, str]:
         return mutate(parent, rng, self.weights, max_length=self.config.max_length,

@@ -7,7 +7,8 @@ on another machine needs no file from the driver and never tunes: a baseline it 
 `tasks.baselines.MissingBaseline`. A batch of jobs is trained side by side stage by stage: all
 jobs on stage 1; those whose stage-1 score reaches their threshold go on to the tasks stage 2
 adds, and so on.
-A stage's score is the mean of ``log(loss_AdamW / loss_program)`` over the stage's tasks.
+A stage's score is the evaluator's ``aggregate`` (`tasks.results.aggregate`: mean, median or
+trimmed mean) of ``log(loss_AdamW / loss_program)`` over the stage's tasks.
 """
 from __future__ import annotations
 
@@ -24,20 +25,40 @@ from .executor import EvaluateFn
 
 if TYPE_CHECKING:
     from tasks import Baseline, EvalConfig
+    from tasks.stages import Suite
 
-__all__ = ["TaskEvaluator", "default_stages", "heldout_stage", "resolve_device"]
+__all__ = ["TaskEvaluator", "default_stages", "validation_tasks", "test_tasks", "suite_of", "resolve_device"]
 
 
 def default_stages() -> tuple[tuple[str, ...], ...]:
-    from tasks import STAGES
+    from tasks.stages import SUITE
 
-    return (tuple(STAGES["stage1"]), tuple(STAGES["stage2"]))
+    return SUITE.stages
 
 
-def heldout_stage(config: SearchConfig) -> tuple[str, ...]:
-    from tasks import STAGES
+def validation_tasks(config: SearchConfig) -> tuple[str, ...]:
+    """The run's validation tasks: the config's, else the suite's; () when it does not validate."""
+    from tasks.stages import SUITE
 
-    return tuple(config.heldout) if config.heldout else tuple(STAGES["heldout"])
+    if not config.validate:
+        return ()
+    return tuple(config.validation) if config.validation else SUITE.validation
+
+
+def test_tasks(config: SearchConfig) -> tuple[str, ...]:
+    """The run's test tasks: the config's, else the suite's; () when it scores no test rows."""
+    from tasks.stages import SUITE
+
+    if not config.test_top:
+        return ()
+    return tuple(config.test) if config.test else SUITE.test
+
+
+def suite_of(config: SearchConfig) -> "Suite":
+    """The tasks a run uses in each role (a role it does not use is empty)."""
+    from tasks.stages import Suite
+
+    return Suite(tuple(config.stages or default_stages()), validation_tasks(config), test_tasks(config))
 
 
 def resolve_device(name: str) -> str:
@@ -69,6 +90,7 @@ class TaskEvaluator:
     task_size: int = 1                     # every task factory's ``size``
     dtype: str = "float32"                 # torch dtype name of parameters, data and optimizer state
     modules: tuple[str, ...] = ()          # user task modules to import first (they register tasks)
+    aggregate: str = "mean"                # task scores -> stage score (tasks.results.AGGREGATES)
 
     @classmethod
     def from_config(cls, config: SearchConfig, baselines: Optional[tuple["Baseline", ...]] = None,
@@ -77,7 +99,7 @@ class TaskEvaluator:
         return cls(stages=config.stages or default_stages(), lr_multipliers=tuple(config.lr_multipliers),
                    device=device or config.device, seed=0, baselines=None if baselines is None else tuple(baselines),
                    repeats=config.repeats, task_size=config.task_size, dtype=config.dtype,
-                   modules=tuple(modules))
+                   modules=tuple(modules), aggregate=config.aggregate)
 
     def eval_config(self, repeats: Optional[int] = None) -> "EvalConfig":
         """How this evaluator trains (device resolved in the calling process)."""
@@ -105,12 +127,15 @@ class TaskEvaluator:
         from dataclasses import replace
 
         from tasks import evaluate
+        from tasks.results import aggregate
 
         from .shipping import import_task_modules
 
         import_task_modules(self.modules)
         cfg = self.eval_config()
         stages = self.stages
+        how = self.aggregate
+        aggregate([0.0], how)        # an unknown name fails the worker at start, not every batch
         known = self.known_baselines()
         if known is not None:
             self.check_baselines(cfg, known)
@@ -146,7 +171,7 @@ class TaskEvaluator:
                             reasons[i] = f"{bad.task}: {bad.status} {bad.reason}".strip()
                 passed = []
                 for i in alive:
-                    s = sum(scores[i][t] for t in plan[i][k]) / len(plan[i][k])
+                    s = aggregate([scores[i][t] for t in plan[i][k]], how)
                     stage_scores[i].append(s)
                     if k >= len(job[i].thresholds) or s >= job[i].thresholds[k]:
                         passed.append(i)

@@ -7,17 +7,21 @@ Fitness of a program on a task (natural log; positive = better than tuned AdamW)
 where ``L`` is the final validation loss (mean of the last few evaluations), ``L_AdamW`` that of
 the AdamW seed at its tuned learning rate, the program's loss is the best over the learning-rate
 multipliers tried, and ``floor`` is the task's ``loss_floor``. A failed program (status other
-than 'ok') scores ``WORST_SCORE``, below every clipped score. Over a task set:
+than 'ok') scores ``WORST_SCORE``, below every clipped score. Over a task set, `aggregate`:
 
-    aggregate = mean over tasks of score
+    mean     = mean over tasks of score
+    median   = median over tasks of score
+    trimmed  = mean without the single highest and the single lowest score (>= 3 tasks; else the mean)
 """
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import asdict, dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
-__all__ = ["WORST_SCORE", "SCORE_CLIP", "score", "TaskResult", "FitnessResult", "Baseline"]
+__all__ = ["WORST_SCORE", "SCORE_CLIP", "AGGREGATES", "score", "aggregate", "TaskResult", "FitnessResult",
+           "Baseline"]
 
 WORST_SCORE = -10.0
 """Score of a failed run (nan, diverged, hopeless, error): finite, below every real score."""
@@ -35,6 +39,35 @@ def score(loss: float, baseline_loss: float, floor: float = 0.0) -> float:
         return WORST_SCORE
     num, den = max(baseline_loss + floor, _TINY), max(loss + floor, _TINY)
     return max(-SCORE_CLIP, min(SCORE_CLIP, math.log(num / den)))
+
+
+AGGREGATES = ("mean", "median", "trimmed")
+"""Ways to combine task scores into one score (`aggregate`)."""
+
+
+def aggregate(scores: Sequence[float], how: str = "mean") -> float:
+    """Task scores -> one score: ``mean``, ``median`` or ``trimmed``.
+
+    Task scores are log loss ratios clipped to +-5 (a failure: -10), so one task can move a mean
+    of 4 by more than 1 while the others agree: a rule that wins big on one task and loses on
+    the rest can outrank one that wins everywhere. ``trimmed`` drops the single highest and the
+    single lowest score (when there are at least 3; with fewer it is the mean), so no one task
+    decides alone; ``median`` goes further and ignores magnitudes. Raises ValueError on an
+    empty list or an unknown ``how``.
+    """
+    xs = [float(x) for x in scores]
+    if not xs:
+        raise ValueError("aggregate of no task scores")
+    if how == "mean":
+        return sum(xs) / len(xs)
+    if how == "median":
+        return statistics.median(xs)
+    if how == "trimmed":
+        if len(xs) < 3:
+            return sum(xs) / len(xs)
+        xs.sort()
+        return sum(xs[1:-1]) / (len(xs) - 2)
+    raise ValueError(f"aggregate {how!r}: expected one of {', '.join(AGGREGATES)}")
 
 
 def _clean(x: Any) -> Any:

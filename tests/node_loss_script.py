@@ -39,7 +39,7 @@ def main(out: str) -> None:
     cluster.wait_for_nodes()
     print(f"cluster up in {time.time() - t0:.1f}s", file=sys.stderr)
     cfg = SearchConfig(population=6, tournament=2, max_evals=40, batch_size=2, workers=3, out=out,
-                       heldout_top=0, progress=False, candidate_timeout=60)
+                       validate=False, test_top=0, progress=False, candidate_timeout=60)
     ex = RayExecutor(slow_factory, workers=3)
     search = Search.start(cfg, ex)
 

@@ -82,12 +82,17 @@ def test_worker_with_another_dtype_or_size_fails_at_start(no_driver_disk):
         TaskEvaluator(STAGES[:1], device="cpu", baselines=shipped, task_size=2)()
 
 
-def test_needed_pairs_cover_stages_and_heldout_at_their_seeds():
-    cfg = SearchConfig(stages=STAGES, repeats=2, heldout=("rosenbrock", "mlp_digits"), heldout_repeats=3)
-    assert needed(cfg) == (("mlp_digits", 0), ("mlp_digits", 1), ("mlp_digits", 2), ("quadratic", 0),
-                           ("quadratic", 1), ("rosenbrock", 0), ("rosenbrock", 1), ("rosenbrock", 2))
-    assert needed(cfg.replace(heldout_top=0)) == (("quadratic", 0), ("quadratic", 1),
-                                                  ("rosenbrock", 0), ("rosenbrock", 1))
+def test_needed_pairs_cover_stages_validation_and_test_at_their_seeds():
+    cfg = SearchConfig(stages=STAGES, repeats=2, validation=("logreg_digits", "zipf_bag"), validation_repeats=2,
+                       test=("mlp_digits",), test_repeats=3)
+    assert needed(cfg) == (("logreg_digits", 0), ("logreg_digits", 1), ("mlp_digits", 0), ("mlp_digits", 1),
+                           ("mlp_digits", 2), ("quadratic", 0), ("quadratic", 1), ("rosenbrock", 0),
+                           ("rosenbrock", 1), ("zipf_bag", 0), ("zipf_bag", 1))
+    assert needed(cfg.replace(validate=False)) == (("mlp_digits", 0), ("mlp_digits", 1), ("mlp_digits", 2),
+                                                   ("quadratic", 0), ("quadratic", 1), ("rosenbrock", 0),
+                                                   ("rosenbrock", 1))
+    assert needed(cfg.replace(validate=False, test_top=0)) == (("quadratic", 0), ("quadratic", 1),
+                                                               ("rosenbrock", 0), ("rosenbrock", 1))
     assert ("quadratic", 5) in needed(cfg, seed=4)
 
 
@@ -133,7 +138,7 @@ def test_local_executor_gets_shipped_baselines_and_fills_the_driver_file(tmp_pat
     path = tmp_path / "baselines.json"
     monkeypatch.setenv(baseline_mod.CACHE_ENV, str(path))
     baseline_mod.clear_memory_cache()
-    cfg = SearchConfig(stages=STAGES[:1], heldout=("rosenbrock",), device="cpu")
+    cfg = SearchConfig(stages=STAGES[:1], validate=False, test=("rosenbrock",), device="cpu")
     ex = make_executor(cfg, local=True)
     assert {(b["task"], b["seed"]) for b in baseline_mod._read(str(path)).values()} == {
         ("quadratic", 0), ("rosenbrock", 0), ("rosenbrock", 1), ("rosenbrock", 2)}

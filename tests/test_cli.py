@@ -21,8 +21,8 @@ def run_dir(tmp_path_factory):
     os.environ["OPTSEARCH_BASELINE_CACHE"] = str(tmp_path_factory.getbasetemp() / "baselines.json")
     out = tmp_path_factory.mktemp("cli") / "run"
     code = main(["search", "--local", "--out", str(out), "--max-evals", "16", "--population", "6",
-                 "--tournament", "3", "--stages", "quadratic;quadratic,logreg_digits", "--heldout", "rosenbrock",
-                 "--heldout-top", "2", "--no-progress", "--seed", "3"])
+                 "--tournament", "3", "--stages", "quadratic;quadratic,logreg_digits", "--validation", "rosenbrock",
+                 "--test", "mlp_digits", "--test-repeats", "1", "--no-progress", "--seed", "3"])
     assert code == 0
     yield out
     if old is None:
@@ -38,17 +38,22 @@ def test_search_starts_from_adamw_and_ends_with_a_hall_of_fame(run_dir, capsys):
     hof = json.loads((run_dir / "hall_of_fame.json").read_text())
     assert hof["best"][0]["score"] >= 0.0
     assert {"text", "score", "length", "memory", "task_scores"} <= set(hof["best"][0])
-    held = json.loads((run_dir / "heldout.json").read_text())
-    assert held["tasks"] == ["rosenbrock"] and [r["name"] for r in held["rows"]][-2:] == ["adamw", "lion"]
-    assert abs(held["rows"][-2]["score"]) < 1e-9   # AdamW against itself
+    vals = [json.loads(line) for line in (run_dir / "validation.jsonl").read_text().splitlines()]
+    assert vals[0]["id"] == log[0]["id"] and vals[0]["score"] == 0.0      # the AdamW seed: AdamW on rosenbrock
+    assert set(vals[0]["task_scores"]) == {"rosenbrock"}
+    assert hof["order"] == "validation" and hof["best"][0]["validation"] is not None
+    test = json.loads((run_dir / "test.json").read_text())
+    assert test["tasks"] == ["mlp_digits"] and [r["name"] for r in test["rows"]] == [
+        f"#{hof['best'][0]['id']}", "adamw", "lion"]
+    assert abs(test["rows"][-2]["score"]) < 1e-9   # AdamW against itself
 
 
 def test_show_plot_export(run_dir, tmp_path, capsys):
     assert main(["show", str(run_dir), "--top", "2"]) == 0
     out = capsys.readouterr().out
-    assert out.count("=== ") == 2 and "def " in out and "score" in out
+    assert out.count("=== ") == 2 and "def " in out and "# search +" in out and "| validation " in out
     assert main(["plot", str(run_dir), "--out", str(tmp_path)]) == 0
-    for name in ("progress.png", "pareto.png"):
+    for name in ("progress.png", "pareto.png", "meta_overfit.png"):
         assert (tmp_path / name).stat().st_size > 1000
 
 

@@ -87,7 +87,7 @@ def test_search_with_a_user_task_module_on_a_cluster_without_the_project(cluster
     (tmp_path / "my_tasks.py").write_text(TASK_MODULE)
     t0 = time.monotonic()
     p = _evolve(["search", "--address", address, "--tasks-module", "my_tasks.py", "--stages", "tiny_regression",
-                 "--heldout", "tiny_regression", "--heldout-top", "1", "--heldout-repeats", "1",
+                 "--no-validation", "--test", "quadratic", "--test-repeats", "1",
                  "--max-evals", "12", "--population", "4", "--tournament", "2", "--out", "run", "--no-progress"],
                 env, tmp_path)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
@@ -97,7 +97,7 @@ def test_search_with_a_user_task_module_on_a_cluster_without_the_project(cluster
     trained = [e for e in log if e["cached"] is None]
     assert all(e["fitness"]["worker"].startswith("worker-") for e in trained)
     assert all("tiny_regression" in e["fitness"]["task_scores"] for e in trained)
-    held = json.loads((tmp_path / "run" / "heldout.json").read_text())
+    held = json.loads((tmp_path / "run" / "test.json").read_text())
     assert [r["name"] for r in held["rows"]][-2:] == ["adamw", "lion"] and abs(held["rows"][-2]["score"]) < 1e-6
     assert time.monotonic() - t0 < 400
 
@@ -107,7 +107,7 @@ def test_workers_that_cannot_import_stop_the_search_with_the_cause(cluster, tmp_
     (tmp_path / "bad_tasks.py").write_text(BAD_MODULE)
     t0 = time.monotonic()
     p = _evolve(["search", "--address", address, "--tasks-module", "bad_tasks.py", "--stages", "quadratic",
-                 "--heldout", "quadratic", "--heldout-top", "0", "--max-evals", "8", "--population", "4",
+                 "--no-validation", "--test-top", "0", "--max-evals", "8", "--population", "4",
                  "--tournament", "2", "--out", "run", "--no-progress"], env, tmp_path)
     took = time.monotonic() - t0
     assert p.returncode == 3, p.stdout[-2000:] + p.stderr[-4000:]
@@ -123,7 +123,7 @@ def test_ray_job_submit_with_the_working_dir(cluster, tmp_path):
     out = tmp_path / "job-run"
     cmd = ray_cli + ["job", "submit", "--address", dashboard, "--working-dir", str(ROOT), "--",
                      "python", "-m", "evolve", "search", "--address", "auto", "--stages", "quadratic",
-                     "--heldout", "quadratic", "--heldout-top", "0", "--max-evals", "8",
+                     "--no-validation", "--test-top", "0", "--max-evals", "8",
                      "--population", "4", "--tournament", "2", "--out", str(out), "--no-progress"]
     for _ in range(12):   # the head's job agent takes a while to come up after `ray start`
         p = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)

@@ -1,4 +1,5 @@
-"""Meta-validation rows: their own time budget, and a row without a score never prints one."""
+"""Test rows: the winner (validation order) and the references, their own time budget, and a row
+without a score never prints one."""
 import io
 
 import dsl
@@ -6,7 +7,7 @@ import seeds
 from evolve.candidate import Candidate, Fitness, Individual
 from evolve.config import SearchConfig
 from evolve.executor import LocalExecutor
-from evolve.heldout import row_text, validate
+from evolve.heldout import row_text, score_test
 from evolve.launch import report
 from evolve.search import SearchResult
 
@@ -17,18 +18,28 @@ def test_rows_carry_their_own_timeout_and_a_timed_out_row_has_no_score():
     def evaluate(jobs):
         seen.extend(jobs)
         return [Fitness.failed("timeout", "ran past 300s") if "lion" in j.text.split("(")[0]
-                else Fitness(0.25, (0.25,), {"quadratic": 0.25}) for j in jobs]
+                else Fitness(0.25, (0.25,), {"quadratic": 0.5, "rosenbrock": -0.25, "mlp_digits": 0.5}) for j in jobs]
 
-    best = [Individual(Candidate(7, seeds.load("signum")), Fitness(0.5, (0.5,), {"quadratic": 0.5}))]
-    cfg = SearchConfig(heldout_top=1, heldout_timeout=300.0, heldout_repeats=2, candidate_timeout=5.0)
-    rows = validate(LocalExecutor(evaluate), cfg, best, ("quadratic",))
-    assert [r["name"] for r in rows] == ["#7", "adamw", "lion"]
-    assert all(j.timeout == 300.0 and j.repeats == 2 and j.stages == (("quadratic",),) for j in seen)
+    ranked = [Individual(Candidate(7, seeds.load("signum")), Fitness(0.5, (0.5,), {"quadratic": 0.5})),
+              Individual(Candidate(9, seeds.load("sgd")), Fitness(0.9, (0.9,), {"quadratic": 0.9}))]
+    cfg = SearchConfig(test_top=1, test_timeout=300.0, test_repeats=2, candidate_timeout=5.0)
+    tasks = ("quadratic", "rosenbrock", "mlp_digits")
+    rows = score_test(LocalExecutor(evaluate), cfg, ranked, tasks, validations={7: {"score": 0.125}})
+    assert [(r["name"], r["role"]) for r in rows] == [("#7", "winner"), ("adamw", "reference"),
+                                                       ("lion", "reference")]
+    assert all(j.timeout == 300.0 and j.repeats == 2 and j.stages == (tasks,) for j in seen)
+    assert rows[0]["validation"] == 0.125 and (rows[0]["won"], rows[0]["lost"]) == (2, 1)
+    assert rows[0]["mean"] == 0.25
     lion = rows[-1]
-    assert lion["score"] is None and lion["status"] == "timeout"
-    assert row_text(lion).split() [:4] == ["lion", "no", "score:", "timeout"]
+    assert lion["score"] is None and lion["mean"] is None and lion["status"] == "timeout"
+    assert row_text(lion).split()[:4] == ["lion", "no", "score:", "timeout"]
     assert "-10" not in row_text(lion)
-    assert row_text(rows[0]).split()[:2] == ["#7", "+0.2500"]
+    assert row_text(rows[0]).split()[:5] == ["#7", "+0.2500", "(2", "won", "1"]
+    assert "median +0.2500" in row_text(rows[0], "median")
+    # test_top=2: the next program in the given (validation) order, whatever its search score
+    two = score_test(LocalExecutor(evaluate), cfg.replace(test_top=2), ranked, tasks)
+    assert [(r["name"], r["role"]) for r in two][:2] == [("#7", "winner"), ("#9", "runner-up")]
+    assert score_test(LocalExecutor(evaluate), cfg.replace(test_top=0), ranked, tasks) == []
 
 
 def test_report_prints_the_simplified_program_beside_the_raw_one():

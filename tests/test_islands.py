@@ -111,7 +111,7 @@ def test_islands_state_round_trip_continues_identically():
 
 def _cfg(tmp_path, **kw):
     base = dict(population=6, tournament=3, max_evals=60, batch_size=3, checkpoint_every=7,
-                checkpoint_seconds=0.0, out=str(tmp_path / "run"), heldout_top=0, progress=False, seed=1,
+                checkpoint_seconds=0.0, out=str(tmp_path / "run"), validate=False, test_top=0, progress=False, seed=1,
                 islands=3, migration_every=12)
     base.update(kw)
     return SearchConfig(**base)

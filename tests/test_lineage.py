@@ -73,7 +73,7 @@ def _check_chains(log: list[dict]) -> set[int]:
 
 def test_lineage_on_a_run_with_islands_and_a_resume(tmp_path):
     cfg = SearchConfig(population=6, tournament=3, max_evals=45, batch_size=3, checkpoint_every=7,
-                       checkpoint_seconds=0.0, out=str(tmp_path / "run"), heldout_top=0, progress=False, seed=1,
+                       checkpoint_seconds=0.0, out=str(tmp_path / "run"), validate=False, test_top=0, progress=False, seed=1,
                        islands=3, migration_every=12)
     Search.start(cfg, LocalExecutor(toy_evaluate), overwrite=True).run()
     logp = Path(cfg.out) / "log.jsonl"

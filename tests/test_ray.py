@@ -59,7 +59,7 @@ def test_search_on_ray_with_two_workers(ray_session, tmp_path):
     """An end-to-end search on Ray (`make test-all`). In the default suite, searches run end to
     end in-process (tests/test_search.py) and two actors share jobs in the tests above."""
     cfg = SearchConfig(population=8, tournament=3, max_evals=40, batch_size=2, workers=2,
-                       out=str(tmp_path / "run"), heldout_top=0, progress=False)
+                       out=str(tmp_path / "run"), validate=False, test_top=0, progress=False)
     res = Search.start(cfg, RayExecutor(_toy_factory, workers=2)).run()
     log = [json.loads(line) for line in (Path(res.run_dir) / "log.jsonl").read_text().splitlines()]
     assert len(log) == 40

@@ -56,7 +56,7 @@ def _parse(text: str) -> _Checker:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "run"
-    cfg = SearchConfig(population=6, tournament=3, max_evals=30, batch_size=3, out=str(out), heldout_top=0,
+    cfg = SearchConfig(population=6, tournament=3, max_evals=30, batch_size=3, out=str(out), validate=False, test_top=0,
                        progress=False, seed=1, stages=(("quadratic",),))
     Search.start(cfg, LocalExecutor(toy_evaluate), overwrite=True).run()
     # held-out rows as validate() writes them: one scored, one that ran out of time (score null)
@@ -72,7 +72,7 @@ def test_report_is_valid_self_contained_html_with_every_section(run, tmp_path, m
     text = build_report(str(run), task="quadratic", steps=30, top=3)
     c = _parse(text)
     assert c.sections == list(SECTIONS)
-    assert len(c.srcs) == 3 and all(s.startswith("data:image/png;base64,") for s in c.srcs)  # progress, pareto, curves
+    assert len(c.srcs) == 4 and all(s.startswith("data:image/png;base64,") for s in c.srcs)  # + meta_overfit
     assert all(h.startswith("#") for h in c.hrefs) and "script" not in c.tags and "http" not in text.replace(
         "http-equiv", "")
     body = "".join(c.text)

@@ -26,7 +26,7 @@ HERE = Path(__file__).parent
 
 def small_config(tmp_path, **kw) -> SearchConfig:
     base = dict(population=8, tournament=3, max_evals=60, batch_size=3, checkpoint_every=7,
-                out=str(tmp_path / "run"), heldout_top=0, progress=False, seed=1)
+                out=str(tmp_path / "run"), validate=False, test_top=0, progress=False, seed=1)
     base.update(kw)
     return SearchConfig(**base)
 
@@ -88,7 +88,7 @@ def slow(jobs):
     time.sleep(0.05)
     return toy_evaluate(jobs)
 cfg = SearchConfig(population=8, tournament=3, max_evals=100000, batch_size=2, checkpoint_every=5,
-                   checkpoint_seconds=0.0, out={str(out)!r}, heldout_top=0, progress=False)
+                   checkpoint_seconds=0.0, out={str(out)!r}, validate=False, test_top=0, progress=False)
 Search.start(cfg, LocalExecutor(slow)).run()
 """
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=HERE.parent)
@@ -226,7 +226,7 @@ def test_task_evaluator_averages_seeds_as_the_job_asks():
     assert one.score == expect1.aggregate and three.score == expect3.aggregate
     assert one.score != three.score
     with pytest.raises(ValueError, match="repeats"):
-        SearchConfig(heldout_repeats=0)
+        SearchConfig(test_repeats=0)
 
 
 def test_fitness_cache_is_a_bounded_lru():

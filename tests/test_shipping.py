@@ -110,7 +110,7 @@ def test_cli_resolves_out_and_task_module(tmp_path, monkeypatch, capsys):
 
     try:
         code = main(["search", "--local", "--tasks-module", "mine_c.py", "--stages", "mine_c_task",
-                     "--heldout-top", "0", "--max-evals", "6", "--population", "3", "--tournament", "2",
+                     "--no-validation", "--test-top", "0", "--max-evals", "6", "--population", "3", "--tournament", "2",
                      "--out", "rel/run", "--no-progress"])
     finally:
         tasks.registry.unregister("mine_c_task")
@@ -153,7 +153,7 @@ def test_an_evaluator_that_raises_is_reported_but_not_cached(tmp_path):
         return toy_fitness.toy_evaluate(jobs)
 
     cfg = SearchConfig(population=3, tournament=2, max_evals=6, batch_size=1, out=str(tmp_path / "run"),
-                       heldout_top=0, progress=False, seeds=("adamw",))
+                       validate=False, test_top=0, progress=False, seeds=("adamw",))
     s = Search.start(cfg, LocalExecutor(flaky))
     res = s.run()
     log = [json.loads(x) for x in (Path(res.run_dir) / "log.jsonl").read_text().splitlines()]

@@ -68,7 +68,7 @@ def test_target_fitness_has_its_optimum_at_the_target():
 
 def test_search_on_a_simulated_cluster_keeps_workers_busy_and_climbs(tmp_path):
     ex = SimulatedExecutor(16, target_fitness("signsgd"), seconds=1.0, sigma=0.5, seed=0)
-    cfg = SearchConfig(max_evals=400, batch_size=1, out=str(tmp_path / "run"), heldout_top=0, progress=False,
+    cfg = SearchConfig(max_evals=400, batch_size=1, out=str(tmp_path / "run"), validate=False, test_top=0, progress=False,
                        stages=(("sim",),), seed=0)
     search = Search.start(cfg, ex)
     res = search.run()
@@ -85,7 +85,7 @@ def test_search_on_a_simulated_cluster_keeps_workers_busy_and_climbs(tmp_path):
 def test_time_limit_uses_the_executors_clock(tmp_path):
     ex = SimulatedExecutor(4, target_fitness("signsgd"), seconds=1.0, sigma=0.0, seed=0)
     cfg = SearchConfig(max_evals=100_000, time_limit=5.0, batch_size=1, out=str(tmp_path / "run"),
-                       heldout_top=0, progress=False, stages=(("sim",),))
+                       validate=False, test_top=0, progress=False, stages=(("sim",),))
     t0 = time.perf_counter()
     res = Search.start(cfg, ex).run()
     assert time.perf_counter() - t0 < 30

@@ -96,3 +96,38 @@ class CrashOnce:
             return toy_evaluate(jobs)
 
         return evaluate
+
+
+# Roles (tests/test_roles.py, test_report.py): the search stage is "toy"; validation and test tasks are names.
+VAL, TEST = ("val_a", "val_b"), ("test_a",)
+
+
+def validation_of(search: float) -> float:
+    """Peaks at search score 0.2: later, better-searching programs validate worse (meta-overfit)."""
+    return 0.2 - abs(search - 0.2)
+
+
+class RoleFitness:
+    """toy_evaluate for the search stage; validation and test scores derived from the toy score,
+    the test score in the reverse order of validation (choosing by it would pick another winner)."""
+
+    def __init__(self, validation=validation_of, flaky: int = 0):
+        self.validation, self.flaky, self.jobs = validation, flaky, []
+
+    def __call__(self, jobs):
+        self.jobs.extend(jobs)
+        out = []
+        for j in jobs:
+            (toy,) = toy_evaluate([Job(j.id, j.text)])
+            if j.stages is None:
+                out.append(toy)
+            elif j.stages == (VAL,) and self.flaky > 0:
+                self.flaky -= 1
+                out.append(Fitness.failed("timeout", "ran past 120s"))
+            else:
+                v = self.validation(toy.score)
+                v = v if j.stages == (VAL,) else -v
+                names = j.stages[0]
+                ts = {names[0]: v + 0.1, names[-1]: v - 0.1} if len(names) > 1 else {names[0]: v}
+                out.append(Fitness(v, (v,), ts))
+        return out
