@@ -8,20 +8,29 @@ that is also searched on rewards overfitting it; a test task used to choose is a
 task. `check_roles` refuses that. Variants are distinct tasks (``"mlp_digits@3"`` is not
 ``"mlp_digits"``: other widths, data subset and seed).
 
-- stage 1: four fast tasks, one of each kind, that separate good from bad update rules
-  quickly: an ill-conditioned noisy quadratic (convex, noisy), the Rosenbrock valley
-  (non-convex, deterministic), an MLP on digits (a neural net on real data) and the sparse
-  Zipf embedding bag (per-coordinate adaptivity).
-- stage 2: stage 1 plus logistic regression on digits (convex, real data) and an
-  autoencoder (a deeper, saturating model with a regression loss).
+Eighteen families (README, "Tasks"), spread so that every role has several architectures and
+no role holds a task of another (variants of a family are distinct tasks: validation and test
+use variants the search never trains on):
 
-  (Until 2026-11-25 stage 1 had logistic regression where it now has Rosenbrock: two convex
-  problems out of four made stage 1 a test of per-coordinate scaling on convex losses, where
-  AdamW is hard to beat, and sign-based rules such as Signum/Lion, which match AdamW on the
-  neural tasks and beat it on Rosenbrock, were cut before stage 2. See RESULTS.md.)
-- validation: a deep narrow tanh MLP without normalization and a recurrent char LM: kinds of
-  model the stages lack, cheap enough to score every new best during a search.
-- test: architectures the search never trains on nor chooses by, convolution and attention.
+- stage 1 (search, cheap, ~0.25 s per task for a program's 3 learning rates on one core): an
+  ill-conditioned noisy quadratic, the Rosenbrock valley, an MLP on digits, the sparse Zipf
+  embedding bag: one of each kind, to cut bad rules quickly. (Until 2026-11-25 stage 1 had
+  logistic regression where it now has Rosenbrock: with two convex problems, sign-based rules
+  such as Signum/Lion were cut before stage 2; RESULTS.md.)
+- stage 2: adds logistic regression (convex, real data), the digit autoencoder (reconstruction
+  loss) and a student MLP regressing a teacher on fresh inputs (the large-data regime).
+- stage 3: adds a GRU character model and an MLP overfitting 100 digits for 1,500 steps
+  (regularisation decides its validation loss); each ~6x a stage-1 task, so a candidate that
+  reaches stage 3 costs ~6 s of one core against ~1 s for stage 1 (the Lion funnel grows each
+  stage ~10x).
+- validation (chooses the winner; scored for each new best during a search, ~4 s per program
+  at one seed): a deep narrow MLP without normalization, sparse matrix factorization, a
+  full-batch tabular classifier, a vision transformer, and unseen variants of two search
+  families (mlp_digits@2, gru_charlm@2).
+- test (reported only, 3 seeds): a conv net, a transformer char LM, an LSTM on the adding
+  problem, a large-batch teacher classifier, a small-batch regression on the diabetes data, and
+  unseen variants of three search families (zipf_bag@1, autoencoder_digits@1,
+  overfit_digits@1).
 
 ``STAGES`` names each set ("stage1", "stage2", ..., "validation", "test") for `resolve`.
 """
@@ -48,11 +57,16 @@ class Suite:
         return tuple(dict.fromkeys(t for stage in self.stages for t in stage))
 
 
+_STAGE1 = ("quadratic", "rosenbrock", "mlp_digits", "zipf_bag")
+_STAGE2 = _STAGE1 + ("logreg_digits", "autoencoder_digits", "teacher_regression")
+_STAGE3 = _STAGE2 + ("gru_charlm", "overfit_digits")
+
 SUITE = Suite(
-    stages=(("quadratic", "rosenbrock", "mlp_digits", "zipf_bag"),
-            ("quadratic", "rosenbrock", "mlp_digits", "zipf_bag", "logreg_digits", "autoencoder_digits")),
-    validation=("deep_narrow_mlp", "gru_charlm"),
-    test=("conv_digits", "char_lm"),
+    stages=(_STAGE1, _STAGE2, _STAGE3),
+    validation=("deep_narrow_mlp", "matrix_factorization", "breast_cancer_fullbatch", "vit_digits",
+                "mlp_digits@2", "gru_charlm@2"),
+    test=("conv_digits", "char_lm", "lstm_adding", "teacher_classification", "diabetes_regression",
+          "zipf_bag@1", "autoencoder_digits@1", "overfit_digits@1"),
 )
 
 STAGES: Mapping[str, tuple[str, ...]] = {
