@@ -273,7 +273,7 @@ def _cmd_distill(a: argparse.Namespace) -> int:
     from .launch import load_tasks, make_executor
 
     prog, run_config, label = program_of(a.source, a.id)
-    cfg = SearchConfig.from_dict(run_config) if run_config else load_config(a.config)
+    cfg = SearchConfig.from_run(run_config) if run_config else load_config(a.config)
     cfg = cfg.replace(stages=a.stages, validate=False, test_top=0, workers=a.workers, address=a.address,
                       progress=False)
     modules = load_tasks(cfg)

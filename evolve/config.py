@@ -40,7 +40,7 @@ class SearchConfig:
     funnel_floor: float = 0.0       # ... and >= this (0 = as good as tuned AdamW on stage k)
     lr_multipliers: tuple[float, ...] = ()        # () = the task suite's default grid
     repeats: int = 1                # seeds per task in the search's stages (scores averaged)
-    aggregate: str = "mean"         # task scores -> a stage's score: mean | median | trimmed (tasks.results.aggregate)
+    aggregate: str = "trimmed"      # task scores -> one: mean | median | trimmed (RESULTS.md, "Choosing the aggregate")
     # roles (tasks/stages.py): validation chooses the winner, test is only reported
     validate: bool = True           # False: no validation at all (driver benchmarks, tests); the winner is the search's best
     validation: tuple[str, ...] = ()  # () = the suite's validation tasks
@@ -125,6 +125,17 @@ class SearchConfig:
         if unknown:
             raise ValueError(f"unknown config keys {sorted(unknown)}; known: {sorted(known)}")
         return cls(**_coerce(d))
+
+    @classmethod
+    def from_run(cls, d: dict) -> "SearchConfig":
+        """A run directory's config.json: `from_dict`, and a run written before aggregates were
+        configurable (no ``aggregate`` key) scored its stages by the mean, whatever today's default;
+        one with ``heldout_top = 0`` asked for no held-out rows, so it gets no test rows."""
+        d = dict(d)
+        d.setdefault("aggregate", "mean")
+        if d.get("heldout_top") == 0:
+            d.setdefault("test_top", 0)
+        return cls.from_dict(d)
 
 
 _RENAMED = {"heldout": "test", "heldout_repeats": "test_repeats", "heldout_timeout": "test_timeout"}

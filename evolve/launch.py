@@ -109,7 +109,7 @@ def run_search(config: SearchConfig, local: bool = False, overwrite: bool = Fals
 def resume_search(path: str, local: bool = False, out: Optional[TextIO] = None, **overrides) -> SearchResult:
     from .rundir import RunDir
 
-    config = SearchConfig.from_dict(RunDir(path).config())
+    config = SearchConfig.from_run(RunDir(path).config())
     config = config.replace(**overrides)
     modules = load_tasks(config)
     executor = make_executor(config, local, modules)

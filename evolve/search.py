@@ -147,7 +147,7 @@ class Search:
         islands keep the layout they started with, whatever the workers now."""
         same_rule = overrides.pop("same_rule", None)
         run = RunDir(path)
-        config = SearchConfig.from_dict(run.config())
+        config = SearchConfig.from_run(run.config())
         if overrides:
             config = config.replace(**overrides)
         check_roles(suite_of(config))

@@ -32,9 +32,22 @@ def test_aggregates_by_hand():
 
 def test_default_suite_keeps_roles_apart():
     check_roles(SUITE)
-    assert STAGES["stage1"] == SUITE.stages[0] and STAGES["stage2"] == SUITE.stages[1]
-    assert STAGES["validation"] == ("deep_narrow_mlp", "gru_charlm") and STAGES["test"] == ("conv_digits", "char_lm")
-    assert SUITE.search_tasks == SUITE.stages[1]      # stage 1 is inside stage 2: each task once
+    assert [STAGES[f"stage{k}"] for k in range(1, len(SUITE.stages) + 1)] == list(SUITE.stages)
+    assert STAGES["validation"] == SUITE.validation and STAGES["test"] == SUITE.test
+    assert SUITE.search_tasks == SUITE.stages[-1]     # each stage holds the one before: each task once
+    # issue 12: >= 14 families over the roles, every task registered, validation and test hold
+    # variants of search families (never a variant the search trains on) and families of their own
+    from tasks.registry import exists, split_variant
+
+    every = SUITE.search_tasks + SUITE.validation + SUITE.test
+    assert all(exists(t) for t in every)
+    family = {role: {split_variant(t)[0] for t in ts} for role, ts in
+              (("search", SUITE.search_tasks), ("validation", SUITE.validation), ("test", SUITE.test))}
+    assert len(set().union(*family.values())) >= 14
+    for role in ("validation", "test"):
+        own = family[role] - family["search"]
+        shared = family[role] & family["search"]
+        assert len(own) >= 3 and shared, (role, own, shared)
     # any number of stages
     check_roles(Suite((("a",), ("b",), ("a", "b", "c")), ("d",), ("e",)))
 
@@ -73,9 +86,12 @@ def test_config_of_an_old_run_loads(tmp_path):
               "test_top", "test_repeats", "test_timeout", "aggregate"):
         old.pop(k)
     old.update(heldout=["conv_digits"], heldout_top=3, heldout_repeats=2, heldout_timeout=120.0)
-    cfg = SearchConfig.from_dict(json.loads(json.dumps(old)))
+    cfg = SearchConfig.from_run(json.loads(json.dumps(old)))
     assert (cfg.test, cfg.test_repeats, cfg.test_timeout) == (("conv_digits",), 2, 120.0)
+    # an old run was scored by the mean (today's default is trimmed), and keeps it
     assert (cfg.seed, cfg.stages, cfg.aggregate, cfg.validate) == (3, (("quadratic",),), "mean", True)
+    assert SearchConfig.from_dict(dict(old, heldout=["conv_digits"])).aggregate == SearchConfig().aggregate == "trimmed"
+    assert SearchConfig.from_run(dict(old, heldout_top=0)).test_top == 0
     assert SearchConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown config keys"):
         SearchConfig.from_dict({"heldout_topp": 1})
