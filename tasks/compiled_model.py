@@ -1,0 +1,141 @@
+"""A task's batched forward and backward pass compiled once per process: `CompiledModel`.
+
+On the small stage-1 models the eager pass is mostly per-op cost (vmap's batching rules,
+autograd's graph, one dispatch per op); ``torch.compile`` of
+
+    vmap(grad_and_value(lambda p, batch: task.loss(views of the row p, batch)), in_dims=(0, None))
+
+over the trainer's parameter buffer ``P [K, D]`` gives the per-copy losses ``[K]`` and the
+gradients as one ``[K, D]`` buffer from a few Inductor-generated loops and GEMM calls.
+
+Sizes: vmap does not trace with a symbolic copy count, so a graph is compiled per copy count
+``K``. To bound compiles, ``K`` is padded up to a *bucket* (1, 2, 3, 4, 6, 8, 12, 16, 24, ...:
+``2^n`` and ``3 * 2^n``) with copies of the first row, whose results are dropped: at most 1.33x
+the work, and the search's usual batch (4 programs x 3 learning rates) is a bucket. Each
+(task, bucket) is compiled once per process, with a code object of its own (Dynamo's
+recompile limit counts per code object). `stats` reports the compile seconds separately.
+
+Where compilation fails (no C++ compiler, an op Dynamo cannot trace), `CompileUnavailable` is
+warned once per task and the caller trains eagerly. Numbers: Inductor's kernels sum in
+another order than eager torch, so losses and gradients agree with the eager pass within
+float rounding (not bit for bit), and a copy's arithmetic may depend on the bucket.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import types
+import warnings
+import weakref
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import torch
+from torch import Tensor
+
+from dsl.compiled_step import CompileUnavailable
+
+from .base import Batch, Task
+
+__all__ = ["CompiledModel", "CompileStats", "bucket", "get", "stats", "CompileUnavailable"]
+
+
+def bucket(k: int) -> int:
+    """The smallest ``2^n`` or ``3 * 2^n`` that is ``>= k`` (``k >= 1``)."""
+    b = 1
+    while True:
+        if b >= k:
+            return b
+        if 3 * b // 2 >= k and b >= 2:
+            return 3 * b // 2
+        b *= 2
+
+
+@dataclass(frozen=True)
+class CompileStats:
+    """Compiles in this process: count, and seconds (each first call: trace, code generation and
+    one pass, so steady-state step times stay separate)."""
+
+    compiles: int
+    seconds: float
+    failures: int
+
+
+class CompiledModel:
+    """The compiled pass of one task (module doc); call it, or get None where unavailable."""
+
+    def __init__(self, task: Task):
+        self.name = task.name
+        self._task = weakref.ref(task)
+        self.fns: dict[tuple, Callable] = {}
+        self.failed: Optional[BaseException] = None
+        self.compile_seconds = 0.0
+
+    def _function(self, spans: dict[str, tuple[int, int]], shapes: dict[str, tuple[int, ...]]) -> Callable:
+        """``P [K, D], batch -> (losses [K], grads [K, D])`` with a code object of its own."""
+        loss = self._task().loss
+        items = [(n, a, b, shapes[n]) for n, (a, b) in spans.items()]
+
+        def row_loss(p: Tensor, batch: Batch) -> Tensor:
+            return loss({n: p[a:b].view(s) for n, a, b, s in items}, batch)
+
+        grad = torch.func.vmap(torch.func.grad_and_value(row_loss), in_dims=(0, None))
+
+        def model(P: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
+            g, losses = grad(P, batch)
+            return losses, g
+
+        name = f"model_{''.join(c if c.isalnum() else '_' for c in self.name)}_{len(self.fns)}"
+        code = model.__code__.replace(co_name=name, co_qualname=name)
+        return types.FunctionType(code, model.__globals__, name, model.__defaults__, model.__closure__)
+
+    def __call__(self, P: Tensor, spans: dict[str, tuple[int, int]], shapes: dict[str, tuple[int, ...]],
+                 batch: Batch) -> Optional[tuple[Tensor, Tensor]]:
+        """``(losses [K], grads [K, D])`` for the buffer ``P``, or None (compilation unavailable)."""
+        if self.failed is not None:
+            return None
+        k = P.shape[0]
+        kb = bucket(k)
+        if kb > k:
+            P = torch.cat([P, P[:1].expand(kb - k, -1)])
+        key = (kb, P.dtype, P.device, tuple(spans.items()))
+        fn = self.fns.get(key)
+        if fn is not None:
+            losses, g = fn(P, batch)
+            return losses[:k], g[:k]
+        start = time.perf_counter()
+        try:
+            fn = torch.compile(self._function(spans, shapes), fullgraph=True, dynamic=False)
+            losses, g = fn(P.detach(), batch)
+        except Exception as e:  # noqa: BLE001 - any backend failure: warn once, train eagerly
+            self.failed = e
+            _STATS["failures"] += 1
+            warnings.warn(f"torch.compile of task {self.name!r}'s forward and backward failed "
+                          f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); training eagerly",
+                          CompileUnavailable, stacklevel=3)
+            return None
+        seconds = time.perf_counter() - start
+        self.compile_seconds += seconds
+        _STATS["compiles"] += 1
+        _STATS["seconds"] += seconds
+        self.fns[key] = fn
+        return losses[:k], g[:k]
+
+
+_MODELS: "weakref.WeakKeyDictionary[Task, CompiledModel]" = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+_STATS: dict[str, Any] = {"compiles": 0, "seconds": 0.0, "failures": 0}
+
+
+def get(task: Task) -> CompiledModel:
+    """The task's compiled model (one per task object, so per process for registry tasks)."""
+    with _LOCK:
+        m = _MODELS.get(task)
+        if m is None:
+            m = _MODELS[task] = CompiledModel(task)
+        return m
+
+
+def stats() -> CompileStats:
+    """Compiles so far in this process (all tasks)."""
+    return CompileStats(int(_STATS["compiles"]), float(_STATS["seconds"]), int(_STATS["failures"]))

@@ -1,0 +1,217 @@
+"""The batched trainer with less work per step around the same arithmetic: `FastTrainer`.
+
+Where a stage-1 step of 12 copies went (`benchmarks/bench_eval.py --profile`, 2026-12-01, one
+thread): the programs' updates 29% (about 4 us of interpreter Python around each 1-2 us op),
+the vmapped forward 25% and backward 19% (vmap's per-op cost on tiny models; compute on
+zipf_bag), validation 9%, the rest (copies into and out of per-group buffers, bookkeeping) 16%.
+This trainer changes the first and the last; ``compile=True`` the second and third.
+
+- One buffer ``P [K, D]`` holds every copy's parameters, a row per copy in group order, the
+  model's tensors side by side (``D`` their total size). The task's loss sees per-tensor
+  views of it (``P[:, a:b].view(K, *shape)``), an elementwise program steps its rows
+  ``P[k0:k1]`` directly (the reference path concatenated and split them for each group and
+  step), and updates are written in place.
+- Programs run through `dsl.runner.BatchedRunner` (same ops, arguments and order as
+  `dsl.CompiledProgram.apply_group`, a fraction of its Python).
+
+Both change only where numbers are stored: results are bit for bit those of the reference
+trainer (`tasks.train._Trainer`; tested for seeds, programs with reductions and failing ones).
+
+``compile=True`` replaces the forward and backward pass by ``torch.compile`` of
+``vmap(grad_and_value(task.loss))`` (`tasks.compiled_model`): Inductor fuses the small models'
+ops into a few loops. Its kernels sum in another order than eager torch, so results agree
+within float rounding, not bit for bit; early stopping is decided on those numbers.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+import dsl
+from dsl.runner import BatchedRunner
+
+from . import compiled_model
+from .train import ERROR, _err, _Group, _Trainer
+
+__all__ = ["FastTrainer"]
+
+
+class _FastGroup(_Group):
+    def __init__(self, cp: dsl.CompiledProgram, rows: list[int]):
+        super().__init__(cp, rows)
+        self.runner = BatchedRunner(cp)
+
+
+class FastTrainer(_Trainer):
+    """`tasks.train._Trainer` on one parameter buffer (module doc); ``compile``: the forward and
+    backward pass compiled (falls back to eager, with a warning, where compilation fails)."""
+
+    def __init__(self, task, runs, seed, steps, final_evals, rules, reference, compile: bool = False):
+        super().__init__(task, runs, seed, steps, final_evals, rules, reference)
+        self.compile = compile
+
+    # ------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        task = self.task
+        init = task.init_params(self.seed)
+        self.names = list(init)
+        self.shapes = {n: tuple(v.shape) for n, v in init.items()}
+        self.groups: list[_FastGroup] = []
+        for i, r in enumerate(self.runs):
+            if self.groups and self.groups[-1].cp.program is r.program:
+                self.groups[-1].rows.append(i)
+                continue
+            try:
+                cp = dsl.compile(r.program)
+            except Exception as e:  # a malformed program value
+                self.fail(i, ERROR, _err(e), 0)
+                continue
+            self.groups.append(_FastGroup(cp, [i]))
+        rows = self.rows()
+        k = len(rows)
+        self.spans, start = {}, 0
+        for n, v in init.items():
+            self.spans[n] = (start, start + v.numel())
+            start += v.numel()
+        flat = torch.cat([v.reshape(1, -1) for v in init.values()], 1)
+        self.P = flat.repeat(k, 1)
+        self.base_lr = torch.tensor([self.runs[i].lr for i in rows], dtype=task.dtype, device=task.device)
+        self.any_flat = any(g.flat for g in self.groups)
+        self._views()
+        start = 0
+        for grp in self.groups:
+            stop = start + len(grp.rows)
+            try:
+                if grp.flat:
+                    grp.state = {"": grp.cp.init_state(self.P[start:stop])}
+                else:
+                    grp.state = {n: grp.cp.init_state(self.params[n][start:stop]) for n in self.names}
+            except Exception as e:
+                for i in grp.rows:
+                    self.fail(i, ERROR, _err(e), 0)
+            start = stop
+        self.reduce = {n: tuple(range(1, len(s) + 1)) for n, s in self.shapes.items()}
+        self.compact()
+        self.vloss = torch.func.vmap(task.loss, in_dims=(0, None))
+        self.vval = torch.func.vmap(task.val_loss or task.loss, in_dims=(0, None))
+        self.model = compiled_model.get(task) if self.compile else None
+
+    def _views(self, P: Optional[Tensor] = None) -> dict[str, Tensor]:
+        """Per-tensor views ``[K, *shape]`` of ``P`` (default: the buffer; then also ``self.params``)."""
+        src = self.P if P is None else P
+        k = src.shape[0]
+        views = {n: src[:, a:b].view(k, *self.shapes[n]) for n, (a, b) in self.spans.items()}
+        if P is None:
+            self.params = views
+        return views
+
+    def compact(self) -> None:
+        """Drop failed copies from the buffer, the groups and their states."""
+        if not self.dirty:
+            return
+        self.check_train()
+        self.dirty = False
+        rows = self.rows()
+        keep = [p for p, i in enumerate(rows) if i not in self.failed]
+        if len(keep) == len(rows):
+            return
+        idx = torch.tensor(keep, dtype=torch.long, device=self.task.device)
+        self.P = self.P.index_select(0, idx)
+        self._views()
+        self.base_lr = self.base_lr.index_select(0, idx)
+        groups = []
+        for grp in self.groups:
+            local = [j for j, i in enumerate(grp.rows) if i not in self.failed]
+            if not local:
+                continue
+            if len(local) < len(grp.rows):
+                li = torch.tensor(local, dtype=torch.long, device=self.task.device)
+                grp.state = {n: {s: v.index_select(0, li) for s, v in st.items()} for n, st in grp.state.items()}
+                grp.rows = [grp.rows[j] for j in local]
+            groups.append(grp)
+        self.groups = groups
+        self.any_flat = any(g.flat for g in self.groups)
+
+    # ------------------------------------------------------------------ the loop
+    def contiguous(self) -> dict[str, Tensor]:
+        """Each parameter tensor of every copy as a contiguous ``[K, *shape]`` tensor, the layout
+        of the reference trainer (views of the buffer that are contiguous are not copied):
+        the model and the programs with shaped ops see exactly the reference's tensors."""
+        return {n: v.detach().contiguous() for n, v in self.params.items()}
+
+    def val_losses(self) -> Tensor:
+        return self.vval(self.contiguous(), self.task.val_batch)
+
+    def gradients(self, batch) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor], Optional[Tensor]]:
+        """Per-copy training losses ``[K]``, parameters and gradients ``{name: [K, *shape]}`` and,
+        when a group steps flat, the gradients as one ``[K, D]`` buffer (else None)."""
+        K = self.P.shape[0]
+        if self.model is not None:
+            out = self.model(self.P, self.spans, self.shapes, batch)
+            if out is not None:
+                losses, G = out
+                return losses, self.params, self._views(G), G
+            self.model = None  # compilation unavailable: warned once, eager from here on
+        ps = {n: v.requires_grad_(True) for n, v in self.contiguous().items()}
+        losses = self.vloss(ps, batch)
+        grads = torch.autograd.grad(losses.sum(), [ps[n] for n in self.names], allow_unused=True)
+        grads = {n: (torch.zeros_like(ps[n]) if g is None else g) for n, g in zip(self.names, grads)}
+        G = None
+        if self.any_flat:
+            G = (grads[self.names[0]].reshape(K, -1) if len(self.names) == 1 else
+                 torch.cat([grads[n].reshape(K, -1) for n in self.names], 1))
+        return losses.detach(), {n: v.detach() for n, v in ps.items()}, grads, G
+
+    def step(self, step: int) -> None:
+        task = self.task
+        losses, params, grads, G = self.gradients(task.batch(step, self.seed))
+        self.pending.append((step, losses))
+        lr_now = self.base_lr * task.lr_factor(step, self.steps)
+        t = float(step + 1)
+        start = 0
+        with torch.no_grad():
+            for grp in self.groups:
+                stop = start + len(grp.rows)
+                try:
+                    if grp.flat:
+                        self._step_flat(grp, start, stop, G, lr_now, t)
+                    else:
+                        self._step_group(grp, start, stop, params, grads, lr_now, t)
+                except Exception as e:
+                    for i in grp.rows:
+                        self.fail(i, ERROR, f"{_err(e)} (step {step})", step)
+                start = stop
+
+    def _step_flat(self, grp: _FastGroup, start: int, stop: int, G: Tensor, lr_now: Tensor, t: float) -> None:
+        w = self.P[start:stop]
+        k = stop - start
+        upd, st = grp.runner.run_flat(w, G[start:stop], lr_now[start:stop].view(k, 1), t, grp.state[""])
+        _write([w], [upd])
+        grp.state = {"": st}
+
+    def _step_group(self, grp: _FastGroup, start: int, stop: int, params: dict[str, Tensor],
+                    grads: dict[str, Tensor], lr_now: Tensor, t: float) -> None:
+        ws = [params[n][start:stop] for n in self.names]
+        lrs = [lr_now[start:stop].view(-1, *([1] * (w.ndim - 1))) for w in ws]
+        ups, sts = grp.runner.run_group(ws, [grads[n][start:stop] for n in self.names], lrs, t,
+                                        [grp.state[n] for n in self.names], [self.reduce[n] for n in self.names])
+        _write(ws, ups, [self.params[n][start:stop] for n in self.names])
+        grp.state = dict(zip(self.names, sts))
+
+
+def _write(ws: list[Tensor], ups: list[Tensor], outs: Optional[list[Tensor]] = None) -> None:
+    """``out = w - update`` (default: ``w`` in place) as the reference's ``(w - u).to(w.dtype)``;
+    ``outs`` are views of the buffer.
+
+    Every update is checked before any is written, so a failing group leaves its rows as they
+    were; an update that does not broadcast to its parameter raises the reference's error."""
+    for w, u in zip(ws, ups):
+        if u.shape != w.shape and (w - u).shape != w.shape:  # the reference's arithmetic and errors
+            raise ValueError(f"update of shape {tuple(u.shape)} for parameters of shape {tuple(w.shape)}")
+    for w, u, out in zip(ws, ups, outs or ws):
+        if u.dtype == w.dtype:
+            torch.sub(w, u, out=out)
+        else:
+            out.copy_(w - u)
