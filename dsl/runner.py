@@ -17,9 +17,10 @@ float64 (`CompiledProgram._static_values`), numbers passed through ``fit`` (IEEE
 ``apply_group`` does, updates and next slot values made by the same helpers. Results are bit
 for bit ``apply_group``'s (tested for every seed program and for failing ones).
 
-Two forms: ``flat`` (a program with no shaped op: one tensor, every value a bare tensor) and
-the group form (one tensor per parameter tensor, values as lists, whole-group functions see
-them all).
+Two forms: `BatchedRunner.run_one` (one tensor, every value a bare tensor: a model of one
+parameter tensor, or a program with no shaped op on the whole model flattened) and
+`BatchedRunner.run_group` (one tensor per parameter tensor, values as lists, whole-group
+functions see them all).
 """
 from __future__ import annotations
 
@@ -38,17 +39,19 @@ _NAME, _CONST = 0, 1
 
 
 class BatchedRunner:
-    """One program's step on stacked copies (module doc). ``flat``: may `run_flat` be used
-    (the program has no shaped op)?"""
+    """One program's step on stacked copies (module doc). ``flat``: the program has no shaped
+    op, so `run_one` may step a whole model flattened into one tensor."""
 
     def __init__(self, compiled: CompiledProgram):
         self.compiled = compiled
         program = compiled.program
         self.hp = compiled.hparams()
         self.slots = program.slot_names
+        self.next_state = tuple(zip(program.slot_names, program.next_state))
+        self.update = program.update
         self.flat = not any(ins.op.shaped for ins in compiled.instrs)
         static = {"t", *compiled.defaults, *(i.target for i in compiled.static)}
-        # static values that tensors statements read (each is fitted once per call)
+        # static values that tensor statements, the update or a slot read (fitted once per call)
         self._static_read = tuple(sorted({a for i in compiled.dynamic for a in i.args
                                           if isinstance(a, str) and a in static}
                                          | {a for a in (program.update, *program.next_state)
@@ -58,45 +61,59 @@ class BatchedRunner:
         for ins in self._instrs:
             if not ins.op.never_scalar and all(isinstance(a, float) or a in static for a in ins.args):
                 raise AssertionError(f"statement {ins.target} of static arguments among dynamic ones")
+        # the static statements and hyperparameters as a value (constants by their exact bits)
+        structure = (tuple((i.target, i.op.name, tuple(a.hex() if isinstance(a, float) else a for a in i.args))
+                           for i in self._static),
+                     tuple((k, float(v).hex()) for k, v in self.hp.items()), self._static_read)
+        self._static_id = _STRUCTURES.setdefault(structure, len(_STRUCTURES))
         self._code: dict[tuple[float, bool], list] = {}
 
     # ------------------------------------------------------------------ building closures
-    def _closures(self, fmax: float, flat: bool) -> list:
-        """``(target, fn(env, ws, dims))`` per dynamic statement for this dtype's ``fmax``."""
-        key = (fmax, flat)
+    def _closures(self, fmax: float, one: bool) -> list:
+        """``(target, closure)`` per dynamic statement for this dtype's ``fmax`` (`_one_closure`
+        or `_group_closure`)."""
+        key = (fmax, one)
         code = self._code.get(key)
         if code is None:
-            code = self._code[key] = [(ins.target, (_flat_closure if flat else _group_closure)(ins, fmax))
-                                      for ins in self._instrs]
+            make = _one_closure if one else _group_closure
+            code = self._code[key] = [(ins.target, make(ins, fmax)) for ins in self._instrs]
         return code
 
     def _env(self, t: float, fmax: float) -> dict[str, Any]:
-        """Numbers of this step: ``t``, hyperparameters, static statements (fitted where read)."""
-        env: dict[str, Any] = {"t": float(t), **self.hp}
-        for ins in self._static:
-            env[ins.target] = _scalar(ins.op, [env[a] if isinstance(a, str) else a for a in ins.args])
-        for a in self._static_read:
-            env[a] = fit(env[a], fmax)
-        return env
+        """Numbers of this step: ``t``, hyperparameters and static statements (those read fitted),
+        memoized by (static statements, ``t``, dtype) across runners, steps and runs."""
+        key = (self._static_id, float(t), fmax)
+        env = _STATIC.get(key)
+        if env is None:
+            env = {"t": float(t), **self.hp}
+            for ins in self._static:
+                env[ins.target] = scalar_eval(ins.op, [env[a] if isinstance(a, str) else a for a in ins.args])
+            for a in self._static_read:
+                env[a] = fit(env[a], fmax)
+            if len(_STATIC) >= _STATIC_MAX:
+                _STATIC.clear()
+            _STATIC[key] = env
+        return dict(env)
 
     # ------------------------------------------------------------------ running
-    def run_flat(self, w: Tensor, g: Tensor, lr: Tensor, t: float, state: dict[str, Tensor]
-                 ) -> tuple[Tensor, dict[str, Tensor]]:
-        """``CompiledProgram.apply(w, g, lr, t, state, reduce_dims=dims)`` for a program without
-        shaped ops (where ``reduce_dims`` is never read): ``(update, next state)``."""
+    def run_one(self, w: Tensor, g: Tensor, lr: Tensor, t: float, state: dict[str, Tensor],
+                dims: tuple[int, ...]) -> tuple[Tensor, dict[str, Tensor]]:
+        """``CompiledProgram.apply(w, g, lr, t, state, reduce_dims=dims)``: ``(update, next state)``.
+
+        One tensor: a model of one parameter tensor, or (`flat` programs) every tensor of the
+        model flattened side by side, which only elementwise ops see."""
         fmax = torch.finfo(w.dtype).max
         env = self._env(t, fmax)
         env["w"], env["g"], env["lr"] = w, g, lr
         for x in self.slots:
             env[x] = state[x]
         for target, fn in self._closures(fmax, True):
-            o = fn(env)
+            o = fn(env, w, dims)
             env[target] = o if isinstance(o, Tensor) else as_tensor(o, w)
-        program = self.compiled.program
-        u = program.update
+        u = self.update
         upd = as_tensor(env[u] if isinstance(u, str) else u, w)
         nxt = {}
-        for x, a in zip(self.slots, program.next_state):
+        for x, a in self.next_state:
             v = env[a] if isinstance(a, str) else a
             nxt[x] = materialize(v, w, copy=owns_input(v, w, g))
         return upd, nxt
@@ -116,12 +133,11 @@ class BatchedRunner:
         for target, fn in self._closures(fmax, False):
             out = fn(env, ws, dims, n)
             env[target] = [o if isinstance(o, Tensor) else as_tensor(o, w) for o, w in zip(out, ws)]
-        program = self.compiled.program
-        u = program.update
+        u = self.update
         u = env[u] if isinstance(u, str) else u
         updates = [as_tensor(u[i] if isinstance(u, list) else u, ws[i]) for i in range(n)]
         nxt: list[dict] = [{} for _ in range(n)]
-        for x, a in zip(self.slots, program.next_state):
+        for x, a in self.next_state:
             v = env[a] if isinstance(a, str) else a
             for i in range(n):
                 vi = v[i] if isinstance(v, list) else v
@@ -129,49 +145,49 @@ class BatchedRunner:
         return updates, nxt
 
 
-_SCALARS: dict[tuple, float] = {}
-_SCALARS_MAX = 1 << 16
-
-
-def _scalar(op, args: list) -> float:
-    """`dsl.ops.scalar_eval`, memoized by ``(op, arguments)`` across programs and steps (the
-    compiler's static statements: ``1 - 0.9 ** t`` for every ``t`` of a run, in every run).
-    Zero and nan arguments are not memoized (``0.0 == -0.0`` and ``nan != nan`` as keys)."""
-    if all(a == a and a != 0.0 for a in args):
-        key = (op.name, *args)
-        v = _SCALARS.get(key)
-        if v is None:
-            if len(_SCALARS) >= _SCALARS_MAX:
-                _SCALARS.clear()
-            v = _SCALARS[key] = scalar_eval(op, args)
-        return v
-    return scalar_eval(op, args)
+_STRUCTURES: dict[tuple, int] = {}
+_STATIC: dict[tuple, dict] = {}
+_STATIC_MAX = 1 << 15
 
 
 def _arg(a: Any, fmax: float) -> tuple[int, Any]:
     return (_CONST, fit(a, fmax)) if isinstance(a, float) else (_NAME, a)
 
 
-def _flat_closure(ins, fmax: float) -> Callable[[dict], Any]:
-    """``env -> op(args)`` for an elementwise op whose arguments are bare tensors or numbers."""
-    fn = ins.op.torch
+def _one_closure(ins, fmax: float) -> Callable[..., Any]:
+    """``(env, w, dims) -> value`` of a statement whose tensor values are bare tensors."""
+    op = ins.op
     spec = [_arg(a, fmax) for a in ins.args]
+    if op.group is not None:  # a group of one tensor: a number stays a number (`Op.run_group`)
+        ((k, a),) = spec
+        return lambda env, w, dims: op.run_group(_listed(env[a] if k == _NAME else a), [w], [dims])[0]
+    if op.shaped:
+        run = op.run
+        return lambda env, w, dims: run([env[a] if k == _NAME else a for k, a in spec], dims, w)
+    fn = op.torch
     if all(k == _NAME for k, _ in spec):
         names = [a for _, a in spec]
         if len(names) == 1:
             (a,) = names
-            return lambda env: fn(env[a])
+            return lambda env, w, dims: fn(env[a])
         if len(names) == 2:
             a, b = names
-            return lambda env: fn(env[a], env[b])
-        return lambda env: fn(*[env[x] for x in names])
+            return lambda env, w, dims: fn(env[a], env[b])
+        return lambda env, w, dims: fn(*[env[x] for x in names])
     if len(spec) == 2 and spec[1][0] == _CONST:
         a, c = spec[0][1], spec[1][1]
-        return lambda env: fn(env[a], c)
+        return lambda env, w, dims: fn(env[a], c)
     if len(spec) == 2 and spec[0][0] == _CONST:
         c, b = spec[0][1], spec[1][1]
-        return lambda env: fn(c, env[b])
-    return lambda env: fn(*[env[a] if k == _NAME else a for k, a in spec])
+        return lambda env, w, dims: fn(c, env[b])
+    if len(spec) == 3 and spec[0][0] == spec[1][0] == _NAME and spec[2][0] == _CONST:  # interp(a, b, beta)
+        a, b, c = spec[0][1], spec[1][1], spec[2][1]
+        return lambda env, w, dims: fn(env[a], env[b], c)
+    return lambda env, w, dims: fn(*[env[a] if k == _NAME else a for k, a in spec])
+
+
+def _listed(x: Any) -> Any:
+    return [x] if isinstance(x, Tensor) else x
 
 
 def _group_closure(ins, fmax: float) -> Callable[..., list]:

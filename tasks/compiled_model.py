@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import threading
 import time
-import types
 import warnings
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import torch
+import torch.utils._pytree as pytree
 from torch import Tensor
+from torch.fx.experimental.proxy_tensor import make_fx
 
 from dsl.compiled_step import CompileUnavailable
 
@@ -71,23 +72,29 @@ class CompiledModel:
         self.failed: Optional[BaseException] = None
         self.compile_seconds = 0.0
 
-    def _function(self, spans: dict[str, tuple[int, int]], shapes: dict[str, tuple[int, ...]]) -> Callable:
-        """``P [K, D], batch -> (losses [K], grads [K, D])`` with a code object of its own."""
+    def _compile(self, P: Tensor, leaves: list, spec: Any, spans: dict[str, tuple[int, int]],
+                 shapes: dict[str, tuple[int, ...]]) -> Callable:
+        """``(P, *tensor leaves of the batch) -> [losses [K], grads [K, D]]``, traced with fake
+        tensors (a loss whose Python branches on tensor values fails here) and compiled."""
         loss = self._task().loss
         items = [(n, a, b, shapes[n]) for n, (a, b) in spans.items()]
+        is_t = [isinstance(x, Tensor) for x in leaves]
+        consts = [None if t else x for x, t in zip(leaves, is_t)]
 
         def row_loss(p: Tensor, batch: Batch) -> Tensor:
             return loss({n: p[a:b].view(s) for n, a, b, s in items}, batch)
 
         grad = torch.func.vmap(torch.func.grad_and_value(row_loss), in_dims=(0, None))
 
-        def model(P: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
+        def model(P: Tensor, *tensors: Tensor) -> tuple[Tensor, Tensor]:
+            it = iter(tensors)
+            batch = pytree.tree_unflatten([next(it) if t else c for t, c in zip(is_t, consts)], spec)
             g, losses = grad(P, batch)
             return losses, g
 
-        name = f"model_{''.join(c if c.isalnum() else '_' for c in self.name)}_{len(self.fns)}"
-        code = model.__code__.replace(co_name=name, co_qualname=name)
-        return types.FunctionType(code, model.__globals__, name, model.__defaults__, model.__closure__)
+        inputs = [P, *(x for x in leaves if isinstance(x, Tensor))]
+        gm = make_fx(model, tracing_mode="fake", _allow_non_fake_inputs=True)(*inputs)
+        return torch._inductor.compile(gm, inputs)
 
     def __call__(self, P: Tensor, spans: dict[str, tuple[int, int]], shapes: dict[str, tuple[int, ...]],
                  batch: Batch) -> Optional[tuple[Tensor, Tensor]]:
@@ -98,19 +105,24 @@ class CompiledModel:
         kb = bucket(k)
         if kb > k:
             P = torch.cat([P, P[:1].expand(kb - k, -1)])
-        key = (kb, P.dtype, P.device, tuple(spans.items()))
+        leaves, spec = pytree.tree_flatten(batch)
+        # the compiled code has no guards of its own: everything it was specialized on is the key
+        key = (kb, P.dtype, P.device, P.stride(), tuple(spans.items()), spec,
+               tuple((x.shape, x.stride(), x.dtype, x.device) if isinstance(x, Tensor) else ("const", x)
+                     for x in leaves))
+        tensors = [x for x in leaves if isinstance(x, Tensor)]
         fn = self.fns.get(key)
         if fn is not None:
-            losses, g = fn(P, batch)
+            losses, g = fn(P, *tensors)
             return losses[:k], g[:k]
         start = time.perf_counter()
         try:
-            fn = torch.compile(self._function(spans, shapes), fullgraph=True, dynamic=False)
-            losses, g = fn(P.detach(), batch)
-        except Exception as e:  # noqa: BLE001 - any backend failure: warn once, train eagerly
+            fn = self._compile(P.detach(), leaves, spec, spans, shapes)
+            losses, g = fn(P, *tensors)
+        except Exception as e:  # noqa: BLE001 - any tracing or backend failure: warn once, train eagerly
             self.failed = e
             _STATS["failures"] += 1
-            warnings.warn(f"torch.compile of task {self.name!r}'s forward and backward failed "
+            warnings.warn(f"compiling task {self.name!r}'s forward and backward failed "
                           f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); training eagerly",
                           CompileUnavailable, stacklevel=3)
             return None

@@ -93,6 +93,7 @@ class FastTrainer(_Trainer):
                     self.fail(i, ERROR, _err(e), 0)
             start = stop
         self.reduce = {n: tuple(range(1, len(s) + 1)) for n, s in self.shapes.items()}
+        self.ndims = {2, *(len(s) + 1 for s in self.shapes.values())}  # of [K, *shape] (and flat [K, D])
         self.compact()
         self.vloss = torch.func.vmap(task.loss, in_dims=(0, None))
         self.vval = torch.func.vmap(task.val_loss or task.loss, in_dims=(0, None))
@@ -169,36 +170,39 @@ class FastTrainer(_Trainer):
         losses, params, grads, G = self.gradients(task.batch(step, self.seed))
         self.pending.append((step, losses))
         lr_now = self.base_lr * task.lr_factor(step, self.steps)
+        K = lr_now.shape[0]
+        lr_by_ndim = {nd: lr_now.view(K, *([1] * (nd - 1))) for nd in self.ndims}
         t = float(step + 1)
         start = 0
+        names = self.names
         with torch.no_grad():
             for grp in self.groups:
                 stop = start + len(grp.rows)
                 try:
-                    if grp.flat:
-                        self._step_flat(grp, start, stop, G, lr_now, t)
+                    if grp.flat:   # every tensor of the model side by side: rows of the buffer
+                        w = self.P[start:stop]
+                        upd, st = grp.runner.run_one(w, G[start:stop], lr_by_ndim[2][start:stop], t, grp.state[""],
+                                                     (1,))
+                        _write([w], [upd])
+                        grp.state = {"": st}
+                    elif len(names) == 1:
+                        (n,) = names
+                        w = params[n][start:stop]
+                        upd, st = grp.runner.run_one(w, grads[n][start:stop], lr_by_ndim[w.ndim][start:stop], t,
+                                                     grp.state[n], self.reduce[n])
+                        _write([w], [upd], [self.params[n][start:stop]])
+                        grp.state = {n: st}
                     else:
-                        self._step_group(grp, start, stop, params, grads, lr_now, t)
+                        ws = [params[n][start:stop] for n in names]
+                        ups, sts = grp.runner.run_group(ws, [grads[n][start:stop] for n in names],
+                                                        [lr_by_ndim[w.ndim][start:stop] for w in ws], t,
+                                                        [grp.state[n] for n in names], [self.reduce[n] for n in names])
+                        _write(ws, ups, [self.params[n][start:stop] for n in names])
+                        grp.state = dict(zip(names, sts))
                 except Exception as e:
                     for i in grp.rows:
                         self.fail(i, ERROR, f"{_err(e)} (step {step})", step)
                 start = stop
-
-    def _step_flat(self, grp: _FastGroup, start: int, stop: int, G: Tensor, lr_now: Tensor, t: float) -> None:
-        w = self.P[start:stop]
-        k = stop - start
-        upd, st = grp.runner.run_flat(w, G[start:stop], lr_now[start:stop].view(k, 1), t, grp.state[""])
-        _write([w], [upd])
-        grp.state = {"": st}
-
-    def _step_group(self, grp: _FastGroup, start: int, stop: int, params: dict[str, Tensor],
-                    grads: dict[str, Tensor], lr_now: Tensor, t: float) -> None:
-        ws = [params[n][start:stop] for n in self.names]
-        lrs = [lr_now[start:stop].view(-1, *([1] * (w.ndim - 1))) for w in ws]
-        ups, sts = grp.runner.run_group(ws, [grads[n][start:stop] for n in self.names], lrs, t,
-                                        [grp.state[n] for n in self.names], [self.reduce[n] for n in self.names])
-        _write(ws, ups, [self.params[n][start:stop] for n in self.names])
-        grp.state = dict(zip(self.names, sts))
 
 
 def _write(ws: list[Tensor], ups: list[Tensor], outs: Optional[list[Tensor]] = None) -> None:
