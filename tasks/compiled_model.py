@@ -63,20 +63,23 @@ class CompileStats:
 
 
 class CompiledModel:
-    """The compiled pass of one task (module doc); call it, or get None where unavailable."""
+    """The compiled passes of one task (module doc): call it for training (losses and gradients),
+    `validation` for the validation losses; each gives None where compilation is unavailable."""
 
     def __init__(self, task: Task):
         self.name = task.name
         self._task = weakref.ref(task)
         self.fns: dict[tuple, Callable] = {}
-        self.failed: Optional[BaseException] = None
+        self.failed: dict[str, BaseException] = {}
         self.compile_seconds = 0.0
 
-    def _compile(self, P: Tensor, leaves: list, spec: Any, spans: dict[str, tuple[int, int]],
+    def _compile(self, kind: str, P: Tensor, leaves: list, spec: Any, spans: dict[str, tuple[int, int]],
                  shapes: dict[str, tuple[int, ...]]) -> Callable:
-        """``(P, *tensor leaves of the batch) -> [losses [K], grads [K, D]]``, traced with fake
-        tensors (a loss whose Python branches on tensor values fails here) and compiled."""
-        loss = self._task().loss
+        """``(P, *tensor leaves of the batch) -> [losses [K], grads [K, D]]`` ("train") or
+        ``-> [losses [K]]`` ("val"), traced with fake tensors (a loss whose Python branches on
+        tensor values fails here) and compiled by Inductor."""
+        task = self._task()
+        loss = task.loss if kind == "train" else (task.val_loss or task.loss)
         items = [(n, a, b, shapes[n]) for n, (a, b) in spans.items()]
         is_t = [isinstance(x, Tensor) for x in leaves]
         consts = [None if t else x for x, t in zip(leaves, is_t)]
@@ -84,22 +87,29 @@ class CompiledModel:
         def row_loss(p: Tensor, batch: Batch) -> Tensor:
             return loss({n: p[a:b].view(s) for n, a, b, s in items}, batch)
 
-        grad = torch.func.vmap(torch.func.grad_and_value(row_loss), in_dims=(0, None))
+        if kind == "train":
+            grad = torch.func.vmap(torch.func.grad_and_value(row_loss), in_dims=(0, None))
 
-        def model(P: Tensor, *tensors: Tensor) -> tuple[Tensor, Tensor]:
+            def run(P: Tensor, batch: Batch) -> tuple[Tensor, ...]:
+                g, losses = grad(P, batch)
+                return losses, g
+        else:
+            value = torch.func.vmap(row_loss, in_dims=(0, None))
+
+            def run(P: Tensor, batch: Batch) -> tuple[Tensor, ...]:
+                return (value(P, batch),)
+
+        def model(P: Tensor, *tensors: Tensor) -> tuple[Tensor, ...]:
             it = iter(tensors)
-            batch = pytree.tree_unflatten([next(it) if t else c for t, c in zip(is_t, consts)], spec)
-            g, losses = grad(P, batch)
-            return losses, g
+            return run(P, pytree.tree_unflatten([next(it) if t else c for t, c in zip(is_t, consts)], spec))
 
         inputs = [P, *(x for x in leaves if isinstance(x, Tensor))]
         gm = make_fx(model, tracing_mode="fake", _allow_non_fake_inputs=True)(*inputs)
         return torch._inductor.compile(gm, inputs)
 
-    def __call__(self, P: Tensor, spans: dict[str, tuple[int, int]], shapes: dict[str, tuple[int, ...]],
-                 batch: Batch) -> Optional[tuple[Tensor, Tensor]]:
-        """``(losses [K], grads [K, D])`` for the buffer ``P``, or None (compilation unavailable)."""
-        if self.failed is not None:
+    def _run(self, kind: str, P: Tensor, spans: dict[str, tuple[int, int]], shapes: dict[str, tuple[int, ...]],
+             batch: Batch) -> Optional[list[Tensor]]:
+        if kind in self.failed:
             return None
         k = P.shape[0]
         kb = bucket(k)
@@ -107,31 +117,43 @@ class CompiledModel:
             P = torch.cat([P, P[:1].expand(kb - k, -1)])
         leaves, spec = pytree.tree_flatten(batch)
         # the compiled code has no guards of its own: everything it was specialized on is the key
-        key = (kb, P.dtype, P.device, P.stride(), tuple(spans.items()), spec,
+        key = (kind, kb, P.dtype, P.device, P.stride(), tuple(spans.items()), spec,
                tuple((x.shape, x.stride(), x.dtype, x.device) if isinstance(x, Tensor) else ("const", x)
                      for x in leaves))
         tensors = [x for x in leaves if isinstance(x, Tensor)]
         fn = self.fns.get(key)
         if fn is not None:
-            losses, g = fn(P, *tensors)
-            return losses[:k], g[:k]
+            return [x[:k] for x in fn(P, *tensors)]
         start = time.perf_counter()
         try:
-            fn = self._compile(P.detach(), leaves, spec, spans, shapes)
-            losses, g = fn(P, *tensors)
-        except Exception as e:  # noqa: BLE001 - any tracing or backend failure: warn once, train eagerly
-            self.failed = e
+            fn = self._compile(kind, P.detach(), leaves, spec, spans, shapes)
+            out = fn(P, *tensors)
+        except Exception as e:  # noqa: BLE001 - any tracing or backend failure: warn once, run eagerly
+            self.failed[kind] = e
             _STATS["failures"] += 1
-            warnings.warn(f"compiling task {self.name!r}'s forward and backward failed "
-                          f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); training eagerly",
-                          CompileUnavailable, stacklevel=3)
+            what = "forward and backward" if kind == "train" else "validation loss"
+            warnings.warn(f"compiling task {self.name!r}'s {what} failed "
+                          f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); running it eagerly",
+                          CompileUnavailable, stacklevel=4)
             return None
         seconds = time.perf_counter() - start
         self.compile_seconds += seconds
         _STATS["compiles"] += 1
         _STATS["seconds"] += seconds
         self.fns[key] = fn
-        return losses[:k], g[:k]
+        return [x[:k] for x in out]
+
+    def __call__(self, P: Tensor, spans: dict[str, tuple[int, int]], shapes: dict[str, tuple[int, ...]],
+                 batch: Batch) -> Optional[tuple[Tensor, Tensor]]:
+        """``(losses [K], grads [K, D])`` of the training loss for the buffer ``P``, or None."""
+        out = self._run("train", P, spans, shapes, batch)
+        return None if out is None else (out[0], out[1])
+
+    def validation(self, P: Tensor, spans: dict[str, tuple[int, int]],
+                   shapes: dict[str, tuple[int, ...]]) -> Optional[Tensor]:
+        """Validation losses ``[K]`` for the buffer ``P``, or None."""
+        out = self._run("val", P, spans, shapes, self._task().val_batch)
+        return None if out is None else out[0]
 
 
 _MODELS: "weakref.WeakKeyDictionary[Task, CompiledModel]" = weakref.WeakKeyDictionary()

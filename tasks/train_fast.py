@@ -78,7 +78,6 @@ class FastTrainer(_Trainer):
         flat = torch.cat([v.reshape(1, -1) for v in init.values()], 1)
         self.P = flat.repeat(k, 1)
         self.base_lr = torch.tensor([self.runs[i].lr for i in rows], dtype=task.dtype, device=task.device)
-        self.any_flat = any(g.flat for g in self.groups)
         self._views()
         start = 0
         for grp in self.groups:
@@ -93,11 +92,28 @@ class FastTrainer(_Trainer):
                     self.fail(i, ERROR, _err(e), 0)
             start = stop
         self.reduce = {n: tuple(range(1, len(s) + 1)) for n, s in self.shapes.items()}
-        self.ndims = {2, *(len(s) + 1 for s in self.shapes.values())}  # of [K, *shape] (and flat [K, D])
+        self._layout()
         self.compact()
         self.vloss = torch.func.vmap(task.loss, in_dims=(0, None))
         self.vval = torch.func.vmap(task.val_loss or task.loss, in_dims=(0, None))
         self.model = compiled_model.get(task) if self.compile else None
+
+    def _layout(self) -> None:
+        """Per group, its rows ``start:stop`` and the views a step reads and writes (the buffer
+        and the learning rates change in place, so these stay valid until the next compaction)."""
+        self.any_flat = any(g.flat for g in self.groups)
+        K = self.P.shape[0]
+        self.lr_now = torch.empty_like(self.base_lr)
+        lr_by_ndim = {nd: self.lr_now.view(K, *([1] * (nd - 1)))
+                      for nd in {2, *(len(s) + 1 for s in self.shapes.values())}}
+        start = 0
+        for grp in self.groups:
+            stop = start + len(grp.rows)
+            grp.start, grp.stop = start, stop
+            grp.w = self.P[start:stop] if grp.flat else [self.params[n][start:stop] for n in self.names]
+            grp.lr = (lr_by_ndim[2][start:stop] if grp.flat else
+                      [lr_by_ndim[len(self.shapes[n]) + 1][start:stop] for n in self.names])
+            start = stop
 
     def _views(self, P: Optional[Tensor] = None) -> dict[str, Tensor]:
         """Per-tensor views ``[K, *shape]`` of ``P`` (default: the buffer; then also ``self.params``)."""
@@ -133,7 +149,7 @@ class FastTrainer(_Trainer):
                 grp.rows = [grp.rows[j] for j in local]
             groups.append(grp)
         self.groups = groups
-        self.any_flat = any(g.flat for g in self.groups)
+        self._layout()
 
     # ------------------------------------------------------------------ the loop
     def contiguous(self) -> dict[str, Tensor]:
@@ -143,6 +159,10 @@ class FastTrainer(_Trainer):
         return {n: v.detach().contiguous() for n, v in self.params.items()}
 
     def val_losses(self) -> Tensor:
+        if self.model is not None:
+            vals = self.model.validation(self.P, self.spans, self.shapes)
+            if vals is not None:
+                return vals
         return self.vval(self.contiguous(), self.task.val_batch)
 
     def gradients(self, batch) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor], Optional[Tensor]]:
@@ -169,40 +189,34 @@ class FastTrainer(_Trainer):
         task = self.task
         losses, params, grads, G = self.gradients(task.batch(step, self.seed))
         self.pending.append((step, losses))
-        lr_now = self.base_lr * task.lr_factor(step, self.steps)
-        K = lr_now.shape[0]
-        lr_by_ndim = {nd: lr_now.view(K, *([1] * (nd - 1))) for nd in self.ndims}
+        torch.mul(self.base_lr, task.lr_factor(step, self.steps), out=self.lr_now)
         t = float(step + 1)
-        start = 0
         names = self.names
+        one = len(names) == 1
         with torch.no_grad():
             for grp in self.groups:
-                stop = start + len(grp.rows)
+                start, stop = grp.start, grp.stop
                 try:
                     if grp.flat:   # every tensor of the model side by side: rows of the buffer
-                        w = self.P[start:stop]
-                        upd, st = grp.runner.run_one(w, G[start:stop], lr_by_ndim[2][start:stop], t, grp.state[""],
-                                                     (1,))
-                        _write([w], [upd])
+                        upd, st = grp.runner.run_one(grp.w, G[start:stop], grp.lr, t, grp.state[""], (1,))
+                        _write([grp.w], [upd])
                         grp.state = {"": st}
-                    elif len(names) == 1:
+                    elif one:
                         (n,) = names
                         w = params[n][start:stop]
-                        upd, st = grp.runner.run_one(w, grads[n][start:stop], lr_by_ndim[w.ndim][start:stop], t,
-                                                     grp.state[n], self.reduce[n])
-                        _write([w], [upd], [self.params[n][start:stop]])
+                        upd, st = grp.runner.run_one(w, grads[n][start:stop], grp.lr[0], t, grp.state[n],
+                                                     self.reduce[n])
+                        _write([w], [upd], grp.w)
                         grp.state = {n: st}
                     else:
                         ws = [params[n][start:stop] for n in names]
-                        ups, sts = grp.runner.run_group(ws, [grads[n][start:stop] for n in names],
-                                                        [lr_by_ndim[w.ndim][start:stop] for w in ws], t,
+                        ups, sts = grp.runner.run_group(ws, [grads[n][start:stop] for n in names], grp.lr, t,
                                                         [grp.state[n] for n in names], [self.reduce[n] for n in names])
-                        _write(ws, ups, [self.params[n][start:stop] for n in names])
+                        _write(ws, ups, grp.w)
                         grp.state = dict(zip(names, sts))
                 except Exception as e:
                     for i in grp.rows:
                         self.fail(i, ERROR, f"{_err(e)} (step {step})", step)
-                start = stop
 
 
 def _write(ws: list[Tensor], ups: list[Tensor], outs: Optional[list[Tensor]] = None) -> None:
