@@ -1,24 +1,34 @@
-"""A task's batched forward and backward pass compiled once per process: `CompiledModel`.
+"""A task's batched forward/backward and validation passes, compiled once per process: `CompiledModel`.
 
 On the small stage-1 models the eager pass is mostly per-op cost (vmap's batching rules,
-autograd's graph, one dispatch per op); ``torch.compile`` of
+autograd's graph, one dispatch per op); compiled,
 
     vmap(grad_and_value(lambda p, batch: task.loss(views of the row p, batch)), in_dims=(0, None))
 
-over the trainer's parameter buffer ``P [K, D]`` gives the per-copy losses ``[K]`` and the
-gradients as one ``[K, D]`` buffer from a few Inductor-generated loops and GEMM calls.
+over rows of the trainer's parameter buffer ``P [K, D]`` gives the per-copy losses ``[K]`` and
+the gradients as one ``[K, D]`` buffer from a few Inductor-generated loops and GEMM calls (the
+validation pass likewise, without the gradient).
 
-Sizes: vmap does not trace with a symbolic copy count, so a graph is compiled per copy count
-``K``. To bound compiles, ``K`` is padded up to a *bucket* (1, 2, 3, 4, 6, 8, 12, 16, 24, ...:
-``2^n`` and ``3 * 2^n``) with copies of the first row, whose results are dropped: at most 1.33x
-the work, and the search's usual batch (4 programs x 3 learning rates) is a bucket. Each
-(task, bucket) is compiled once per process, with a code object of its own (Dynamo's
-recompile limit counts per code object). `stats` reports the compile seconds separately.
+How: ``make_fx`` traces the function with fake tensors into an aten graph (a loss whose Python
+branches on tensor values fails to trace) and ``torch._inductor.compile`` compiles it. Unlike
+``torch.compile`` this installs no Dynamo guards, whose evaluation cost more per call than the
+whole compiled rosenbrock step (37 us against 18 us for quadratic, measured); in their place
+the compiled function is keyed by everything it was specialized on (copy count, dtype, device,
+strides, the batch's structure, shapes and non-tensor leaves).
 
-Where compilation fails (no C++ compiler, an op Dynamo cannot trace), `CompileUnavailable` is
-warned once per task and the caller trains eagerly. Numbers: Inductor's kernels sum in
-another order than eager torch, so losses and gradients agree with the eager pass within
-float rounding (not bit for bit), and a copy's arithmetic may depend on the bucket.
+Sizes: vmap does not trace with a symbolic copy count, so a graph is compiled per copy count.
+To bound compiles, ``K`` copies run as chunks of `CHUNKS` (12, 6, 3: the search's 4 programs x
+3 learning rates and its halves), the last chunk padded with copies of its first row, whose
+results are dropped (`chunks`: at most 2 padded rows). So a task compiles at most 3 graphs per
+pass, each once per process (about 1 s each once Inductor's kernels are in its disk cache,
+3-5 s cold); `stats` reports compile seconds apart from step times.
+
+Where compilation fails (no C++ compiler, an op the tracer cannot handle), `CompileUnavailable`
+is warned once per task and pass and the caller runs eagerly. Numbers: Inductor's kernels sum
+in another order than eager torch, so losses and gradients agree with the eager pass within
+float rounding, not bit for bit; a copy's arithmetic may also depend on its chunk. Over a run
+of hundreds of steps the difference can grow where training is chaotic (final losses then
+differ by more than rounding; see BENCHMARKS.md).
 """
 from __future__ import annotations
 
@@ -38,18 +48,28 @@ from dsl.compiled_step import CompileUnavailable
 
 from .base import Batch, Task
 
-__all__ = ["CompiledModel", "CompileStats", "bucket", "get", "stats", "CompileUnavailable"]
+__all__ = ["CompiledModel", "CompileStats", "CHUNKS", "chunks", "get", "stats", "CompileUnavailable"]
 
 
-def bucket(k: int) -> int:
-    """The smallest ``2^n`` or ``3 * 2^n`` that is ``>= k`` (``k >= 1``)."""
-    b = 1
-    while True:
-        if b >= k:
-            return b
-        if 3 * b // 2 >= k and b >= 2:
-            return 3 * b // 2
-        b *= 2
+CHUNKS: tuple[int, ...] = (12, 6, 3)
+"""The copy counts a graph is compiled for (see `chunks`): the search's 4 programs x 3 learning
+rates, and halves of it."""
+
+
+def chunks(k: int, sizes: tuple[int, ...] = CHUNKS, waste: int = 2) -> list[int]:
+    """Graph sizes whose calls cover ``k`` copies: the largest size that fits while more than
+    ``waste`` rows would be padded, then one padded chunk (``12 -> [12]``, ``10 -> [12]``,
+    ``9 -> [6, 3]``, ``4 -> [6]``, ``1 -> [3]``, ``24 -> [12, 12]``)."""
+    out = []
+    while k > 0:
+        fit = [s for s in sizes if s >= k]
+        if fit and min(fit) - k <= waste:
+            out.append(min(fit))
+            break
+        s = max([s for s in sizes if s <= k] or [min(sizes)])
+        out.append(s)
+        k -= s
+    return out
 
 
 @dataclass(frozen=True)
@@ -60,6 +80,7 @@ class CompileStats:
     compiles: int
     seconds: float
     failures: int
+    cpu_seconds: float = 0.0  # this process's CPU time in them (the C++ compiler runs in others)
 
 
 class CompiledModel:
@@ -112,36 +133,51 @@ class CompiledModel:
         if kind in self.failed:
             return None
         k = P.shape[0]
-        kb = bucket(k)
-        if kb > k:
-            P = torch.cat([P, P[:1].expand(kb - k, -1)])
         leaves, spec = pytree.tree_flatten(batch)
-        # the compiled code has no guards of its own: everything it was specialized on is the key
-        key = (kind, kb, P.dtype, P.device, P.stride(), tuple(spans.items()), spec,
+        tensors = [x for x in leaves if isinstance(x, Tensor)]
+        # the compiled code has no guards of its own: everything it was specialized on is in the key
+        sig = (kind, P.dtype, P.device, tuple(spans.items()), spec,
                tuple((x.shape, x.stride(), x.dtype, x.device) if isinstance(x, Tensor) else ("const", x)
                      for x in leaves))
-        tensors = [x for x in leaves if isinstance(x, Tensor)]
+        outs, start = [], 0
+        for size in chunks(k):
+            rows = P[start:start + size]
+            if rows.shape[0] < size:  # the last chunk, padded with copies of its first row
+                rows = torch.cat([rows, rows[:1].expand(size - rows.shape[0], -1)])
+            start += size
+            out = self._call(sig, kind, rows, tensors, leaves, spec, spans, shapes)
+            if out is None:
+                return None
+            outs.append(out)
+        if len(outs) == 1:
+            return [x[:k] for x in outs[0]]
+        return [torch.cat(xs)[:k] for xs in zip(*outs)]
+
+    def _call(self, sig: tuple, kind: str, rows: Tensor, tensors: list, leaves: list, spec: Any,
+              spans: dict[str, tuple[int, int]], shapes: dict[str, tuple[int, ...]]) -> Optional[list[Tensor]]:
+        key = (rows.shape[0], rows.stride(), sig)
         fn = self.fns.get(key)
         if fn is not None:
-            return [x[:k] for x in fn(P, *tensors)]
-        start = time.perf_counter()
+            return fn(rows, *tensors)
+        start, cpu = time.perf_counter(), time.process_time()
         try:
-            fn = self._compile(kind, P.detach(), leaves, spec, spans, shapes)
-            out = fn(P, *tensors)
+            fn = self._compile(kind, rows.detach(), leaves, spec, spans, shapes)
+            out = fn(rows, *tensors)
         except Exception as e:  # noqa: BLE001 - any tracing or backend failure: warn once, run eagerly
             self.failed[kind] = e
             _STATS["failures"] += 1
             what = "forward and backward" if kind == "train" else "validation loss"
             warnings.warn(f"compiling task {self.name!r}'s {what} failed "
                           f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); running it eagerly",
-                          CompileUnavailable, stacklevel=4)
+                          CompileUnavailable, stacklevel=5)
             return None
         seconds = time.perf_counter() - start
         self.compile_seconds += seconds
         _STATS["compiles"] += 1
         _STATS["seconds"] += seconds
+        _STATS["cpu_seconds"] += time.process_time() - cpu
         self.fns[key] = fn
-        return [x[:k] for x in out]
+        return out
 
     def __call__(self, P: Tensor, spans: dict[str, tuple[int, int]], shapes: dict[str, tuple[int, ...]],
                  batch: Batch) -> Optional[tuple[Tensor, Tensor]]:
@@ -158,7 +194,7 @@ class CompiledModel:
 
 _MODELS: "weakref.WeakKeyDictionary[Task, CompiledModel]" = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
-_STATS: dict[str, Any] = {"compiles": 0, "seconds": 0.0, "failures": 0}
+_STATS: dict[str, Any] = {"compiles": 0, "seconds": 0.0, "failures": 0, "cpu_seconds": 0.0}
 
 
 def get(task: Task) -> CompiledModel:
@@ -172,4 +208,5 @@ def get(task: Task) -> CompiledModel:
 
 def stats() -> CompileStats:
     """Compiles so far in this process (all tasks)."""
-    return CompileStats(int(_STATS["compiles"]), float(_STATS["seconds"]), int(_STATS["failures"]))
+    return CompileStats(int(_STATS["compiles"]), float(_STATS["seconds"]), int(_STATS["failures"]),
+                        float(_STATS["cpu_seconds"]))

@@ -117,9 +117,13 @@ def test_runner_matches_apply_group(name):
         states = s2
 
 
-def test_bucket():
-    assert [compiled_model.bucket(k) for k in range(1, 14)] == [1, 2, 3, 4, 6, 6, 8, 8, 12, 12, 12, 12, 16]
-    assert compiled_model.bucket(48) == 48 and compiled_model.bucket(49) == 64
+def test_chunks():
+    """Copy counts are covered by compiled sizes with at most 2 padded rows."""
+    for k in range(1, 60):
+        c = compiled_model.chunks(k)
+        assert set(c) <= set(compiled_model.CHUNKS) and k <= sum(c) <= k + 2
+    assert compiled_model.chunks(12) == [12] and compiled_model.chunks(9) == [6, 3]
+    assert compiled_model.chunks(1) == [3] and compiled_model.chunks(24) == [12, 12]
 
 
 def test_compile_falls_back_with_a_warning(monkeypatch):
@@ -146,7 +150,8 @@ def test_compile_falls_back_with_a_warning(monkeypatch):
 @pytest.mark.parametrize("name,steps", [("quadratic", 60), ("mlp_digits", 30)])
 def test_compiled_agrees_within_rounding(name, steps):
     """Compiled forward/backward: the same statuses and stopping steps, losses within float
-    rounding of the eager trainer's; 5 copies run padded to a bucket of 6."""
+    rounding of the eager trainer's over a short run; 5 copies run as a padded chunk of 6, and
+    once failures leave fewer, as a chunk of 3."""
     task = tasks.get(name)
     runs = [tasks.Run(p, lr) for p in (PROGRAMS[0], PROGRAMS[1], PROGRAMS[2]) for lr in (3e-3, 3e-2)][:5]
     before = compiled_model.stats()
