@@ -127,3 +127,16 @@ def test_cli_export_compile(tmp_path, capsys):
     _standalone(src)
     assert main(["export", str(prog), "--out", str(tmp_path / "plain.py")]) == 0
     assert "torch.compile" not in (tmp_path / "plain.py").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(seeds.names()))
+def test_every_seed_compiled_export(name, tmp_path):
+    """Every seed (matrix functions, whole-group norms, where): compiled export = uncompiled export."""
+    program = seeds.load(name)
+    mod = _import(export_optimizer(program, compile=True), tmp_path, f"seed_{name}")
+    cls = getattr(mod, mod.__all__[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", mod.CompileUnavailable)
+        compiled = _run(cls, steps=4)
+    _assert_close(compiled, _run(cls, steps=4, compile=False))
