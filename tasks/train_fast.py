@@ -24,7 +24,7 @@ within float rounding, not bit for bit; early stopping is decided on those numbe
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 import torch
 from torch import Tensor
@@ -33,22 +33,32 @@ import dsl
 from dsl.runner import BatchedRunner
 
 from . import compiled_model
-from .train import ERROR, _err, _Group, _Trainer
+from .base import Task
+from .train import ERROR, Run, StopRules, _err, _Group, _Trainer
 
 __all__ = ["FastTrainer"]
 
 
 class _FastGroup(_Group):
+    """A group with its program runner and, set by `FastTrainer._layout`, its rows
+    ``start:stop`` of the buffer and the views of them a step writes (``w``: rows of ``P`` for a
+    flat group, else one view per parameter tensor) and reads its learning rates from (``lr``)."""
+
     def __init__(self, cp: dsl.CompiledProgram, rows: list[int]):
         super().__init__(cp, rows)
-        self.runner = BatchedRunner(cp)
+        # the runner reimplements CompiledProgram.apply_group: a subclass keeps its own methods
+        self.runner = BatchedRunner(cp) if type(cp) is dsl.CompiledProgram else _Apply(cp, self.flat)
+        self.start = self.stop = 0
+        self.w: Any = None
+        self.lr: Any = None
 
 
 class FastTrainer(_Trainer):
     """`tasks.train._Trainer` on one parameter buffer (module doc); ``compile``: the forward and
     backward pass compiled (falls back to eager, with a warning, where compilation fails)."""
 
-    def __init__(self, task, runs, seed, steps, final_evals, rules, reference, compile: bool = False):
+    def __init__(self, task: Task, runs: list[Run], seed: int, steps: int, final_evals: int, rules: StopRules,
+                 reference: Optional[Mapping[int, float]], compile: bool = False):  # noqa: A002
         super().__init__(task, runs, seed, steps, final_evals, rules, reference)
         self.compile = compile
 
@@ -159,13 +169,14 @@ class FastTrainer(_Trainer):
         return {n: v.detach().contiguous() for n, v in self.params.items()}
 
     def val_losses(self) -> Tensor:
+        """Validation losses ``[K]``: compiled, or on the reference's contiguous tensors."""
         if self.model is not None:
             vals = self.model.validation(self.P, self.spans, self.shapes)
             if vals is not None:
                 return vals
         return self.vval(self.contiguous(), self.task.val_batch)
 
-    def gradients(self, batch) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor], Optional[Tensor]]:
+    def gradients(self, batch: Any) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor], Optional[Tensor]]:
         """Per-copy training losses ``[K]``, parameters and gradients ``{name: [K, *shape]}`` and,
         when a group steps flat, the gradients as one ``[K, D]`` buffer (else None)."""
         K = self.P.shape[0]
@@ -217,6 +228,23 @@ class FastTrainer(_Trainer):
                 except Exception as e:
                     for i in grp.rows:
                         self.fail(i, ERROR, f"{_err(e)} (step {step})", step)
+
+
+class _Apply:
+    """`dsl.runner.BatchedRunner`'s calls answered by the compiled program's own ``apply``
+    (flat groups) and ``apply_group``, as the reference trainer calls them."""
+
+    def __init__(self, cp: dsl.CompiledProgram, flat: bool):
+        self.cp, self.flat = cp, flat
+
+    def run_one(self, w: Tensor, g: Tensor, lr: Tensor, t: float, state: dict, dims: tuple) -> tuple:
+        if self.flat:
+            return self.cp.apply(w, g, lr, t, state, reduce_dims=dims)
+        ups, sts = self.cp.apply_group([w], [g], [lr], t, [state], reduce_dims=[dims])
+        return ups[0], sts[0]
+
+    def run_group(self, ws: list, gs: list, lrs: list, t: float, states: list, dims: list) -> tuple:
+        return self.cp.apply_group(ws, gs, lrs, t, states, reduce_dims=dims)
 
 
 def _write(ws: list[Tensor], ups: list[Tensor], outs: Optional[list[Tensor]] = None) -> None:
