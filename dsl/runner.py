@@ -12,10 +12,12 @@ the first call, and each statement becomes a closure that calls the op with its 
 already in place.
 
 The arithmetic is ``apply_group``'s: the same op functions (`dsl.ops.Op.run`, ``run_group``) on
-the same arguments in the same order, static statements computed by the compiler itself in
-float64 (`CompiledProgram._static_values`), numbers passed through ``fit`` (IEEE overflow) as
-``apply_group`` does, updates and next slot values made by the same helpers. Results are bit
-for bit ``apply_group``'s (tested for every seed program and for failing ones).
+the same arguments in the same order, static statements computed by `dsl.ops.scalar_eval` in
+float64 as the compiler computes them (memoized by the statements' structure, ``t`` and the
+dtype: every run of a task repeats the same ``t`` values, and AdamW's ``1 - beta ** t`` took
+half of its step), numbers passed through ``fit`` (IEEE overflow) as ``apply_group`` does,
+updates and next slot values made by the same helpers. Results are bit for bit
+``apply_group``'s (tested for every seed program, with inf, nan and signed zeros).
 
 Two forms: `BatchedRunner.run_one` (one tensor, every value a bare tensor: a model of one
 parameter tensor, or a program with no shaped op on the whole model flattened) and
@@ -24,6 +26,7 @@ functions see them all).
 """
 from __future__ import annotations
 
+import itertools
 from typing import Any, Callable, Sequence
 
 import torch
@@ -65,7 +68,11 @@ class BatchedRunner:
         structure = (tuple((i.target, i.op.name, tuple(a.hex() if isinstance(a, float) else a for a in i.args))
                            for i in self._static),
                      tuple((k, float(v).hex()) for k, v in self.hp.items()), self._static_read)
-        self._static_id = _STRUCTURES.setdefault(structure, len(_STRUCTURES))
+        if len(_STRUCTURES) >= _STATIC_MAX:
+            _STRUCTURES.clear()  # ids are never reused, so runners holding old ones stay correct
+        self._static_id = _STRUCTURES.get(structure)
+        if self._static_id is None:
+            self._static_id = _STRUCTURES[structure] = next(_IDS)
         self._code: dict[tuple[float, bool], list] = {}
 
     # ------------------------------------------------------------------ building closures
@@ -146,6 +153,7 @@ class BatchedRunner:
 
 
 _STRUCTURES: dict[tuple, int] = {}
+_IDS = itertools.count()
 _STATIC: dict[tuple, dict] = {}
 _STATIC_MAX = 1 << 15
 
