@@ -19,7 +19,7 @@ strides, the batch's structure, shapes and non-tensor leaves).
 Sizes: vmap does not trace with a symbolic copy count, so a graph is compiled per copy count.
 To bound compiles, ``K`` copies run as chunks of `CHUNKS` (12, 6, 3: the search's 4 programs x
 3 learning rates and its halves), the last chunk padded with copies of its first row, whose
-results are dropped (`chunks`: at most 2 padded rows). So a task compiles at most 3 graphs per
+results are dropped (`chunks`: at most ``max(2, K // 3)`` padded rows). So a task compiles at most 3 graphs per
 pass, each once per process (about 1 s each once Inductor's kernels are in its disk cache,
 3-5 s cold); `stats` reports compile seconds apart from step times.
 
@@ -56,14 +56,15 @@ CHUNKS: tuple[int, ...] = (12, 6, 3)
 rates, and halves of it."""
 
 
-def chunks(k: int, sizes: tuple[int, ...] = CHUNKS, waste: int = 2) -> list[int]:
-    """Graph sizes whose calls cover ``k`` copies: the largest size that fits while more than
-    ``waste`` rows would be padded, then one padded chunk (``12 -> [12]``, ``10 -> [12]``,
-    ``9 -> [6, 3]``, ``4 -> [6]``, ``1 -> [3]``, ``24 -> [12, 12]``)."""
+def chunks(k: int, sizes: tuple[int, ...] = CHUNKS) -> list[int]:
+    """Graph sizes whose calls cover ``k`` copies: one padded chunk when it pads at most
+    ``max(2, k // 3)`` rows, else the largest size that fits and the rest likewise
+    (``12 -> [12]``, ``9 -> [12]``, ``8 -> [6, 3]``, ``4 -> [6]``, ``1 -> [3]``, ``24 -> [12, 12]``).
+    A call costs more than a padded row on small models, a row more than a call on larger ones."""
     out = []
     while k > 0:
         fit = [s for s in sizes if s >= k]
-        if fit and min(fit) - k <= waste:
+        if fit and min(fit) - k <= max(2, k // 3):
             out.append(min(fit))
             break
         s = max([s for s in sizes if s <= k] or [min(sizes)])

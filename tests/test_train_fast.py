@@ -118,11 +118,12 @@ def test_runner_matches_apply_group(name):
 
 
 def test_chunks():
-    """Copy counts are covered by compiled sizes with at most 2 padded rows."""
+    """Copy counts are covered by compiled sizes with at most max(2, k // 3) padded rows."""
     for k in range(1, 60):
         c = compiled_model.chunks(k)
-        assert set(c) <= set(compiled_model.CHUNKS) and k <= sum(c) <= k + 2
-    assert compiled_model.chunks(12) == [12] and compiled_model.chunks(9) == [6, 3]
+        assert set(c) <= set(compiled_model.CHUNKS) and k <= sum(c) <= k + max(2, k // 3)
+    assert compiled_model.chunks(12) == [12] and compiled_model.chunks(9) == [12]
+    assert compiled_model.chunks(8) == [6, 3] and compiled_model.chunks(4) == [6]
     assert compiled_model.chunks(1) == [3] and compiled_model.chunks(24) == [12, 12]
 
 
