@@ -1,26 +1,32 @@
 """The batched trainer with less work per step around the same arithmetic: `FastTrainer`.
 
-Where a stage-1 step of 12 copies went (`benchmarks/bench_eval.py --profile`, 2026-12-01, one
-thread): the programs' updates 29% (about 4 us of interpreter Python around each 1-2 us op),
-the vmapped forward 25% and backward 19% (vmap's per-op cost on tiny models; compute on
-zipf_bag), validation 9%, the rest (copies into and out of per-group buffers, bookkeeping) 16%.
-This trainer changes the first and the last; ``compile=True`` the second and third.
+Where a stage-1 evaluation of 12 copies went with the reference trainer
+(`benchmarks/bench_eval.py --breakdown`, 2026-12-01, one thread, CPU time): the programs'
+updates 29% (about 4 us of interpreter Python around each 1-2 us op), the vmapped forward 24%
+and backward 19% (vmap's and autograd's per-op cost on tiny models; compute on zipf_bag),
+validation 9%, the rest (concatenating and splitting each group's tensors, bookkeeping) 18%.
+This trainer cuts the first by 42% and the last by 44% (1.31x in all, BENCHMARKS.md);
+``compile=True`` the forward, backward and validation passes (2.08x).
 
 - One buffer ``P [K, D]`` holds every copy's parameters, a row per copy in group order, the
-  model's tensors side by side (``D`` their total size). The task's loss sees per-tensor
-  views of it (``P[:, a:b].view(K, *shape)``), an elementwise program steps its rows
-  ``P[k0:k1]`` directly (the reference path concatenated and split them for each group and
-  step), and updates are written in place.
+  model's tensors side by side (``D`` their total size). An elementwise program steps its rows
+  ``P[k0:k1]`` directly (the reference concatenated and split them for each group and step),
+  and updates are written in place into the buffer. The task's loss, the validation and the
+  programs with shaped ops see the reference's contiguous ``[K, *shape]`` tensors (one copy of
+  each view per step, none for a model of one tensor), so every op sees the tensors it sees
+  in the reference.
 - Programs run through `dsl.runner.BatchedRunner` (same ops, arguments and order as
   `dsl.CompiledProgram.apply_group`, a fraction of its Python).
 
 Both change only where numbers are stored: results are bit for bit those of the reference
-trainer (`tasks.train._Trainer`; tested for seeds, programs with reductions and failing ones).
+trainer (`tasks.train._Trainer`; tested for every seed, programs with reductions, whole-group
+and shaped functions, transcendental ops, failing ones and the stop rules).
 
-``compile=True`` replaces the forward and backward pass by ``torch.compile`` of
-``vmap(grad_and_value(task.loss))`` (`tasks.compiled_model`): Inductor fuses the small models'
-ops into a few loops. Its kernels sum in another order than eager torch, so results agree
-within float rounding, not bit for bit; early stopping is decided on those numbers.
+``compile=True`` runs the forward/backward and validation passes compiled by Inductor
+(`tasks.compiled_model`). Its kernels sum in another order than eager torch: losses and
+gradients agree within float rounding, not bit for bit, and early stopping is decided on those
+numbers, so an unstable run at the edge of diverging or hopeless can end otherwise (4 of 576
+copies of 48 AdamW mutants, BENCHMARKS.md).
 """
 from __future__ import annotations
 
