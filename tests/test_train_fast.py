@@ -29,7 +29,8 @@ TEXTS = [
     "def tr(w, g, lr, m=0.0):\n    m = interp(g, m, 0.9)\n"
     "    return lr * tanh(m * 100.0) + lr * 0.01 * exp(w) * log(abs(g) + 1.0) + lr * (abs(w) ** 0.3)\n",
     "def big(g, lr):\n    return g * 1e6\n",                                       # diverges
-    "def shp(g, lr, m=0.0):\n    m = interp(g, m, 0.9)\n    return lr * sign(m) * is_matrix(g) + lr * aspect(g) * 0.01 * m\n",
+    "def shp(g, lr, m=0.0):\n    m = interp(g, m, 0.9)\n"
+    "    return lr * sign(m) * is_matrix(g) + lr * aspect(g) * 0.01 * m\n",
     "def slow(g, lr):\n    return lr * 1e-6 * g\n",                                  # hopeless
 ]
 PROGRAMS = [tasks.adamw_program(), *(dsl.parse(t) for t in TEXTS)]
