@@ -131,47 +131,46 @@ class CompiledModel:
 
     def _run(self, kind: str, P: Tensor, spans: dict[str, tuple[int, int]], shapes: dict[str, tuple[int, ...]],
              batch: Batch) -> Optional[list[Tensor]]:
+        """The pass ``kind`` on the buffer ``P`` in chunks; None (warned once) where tracing,
+        compiling or a compiled call fails: the compiled code is pure, so nothing was changed."""
         if kind in self.failed:
             return None
-        k = P.shape[0]
-        leaves, spec = pytree.tree_flatten(batch)
-        tensors = [x for x in leaves if isinstance(x, Tensor)]
-        # the compiled code has no guards of its own: everything it was specialized on is in the key
-        sig = (kind, P.dtype, P.device, tuple(spans.items()), spec,
-               tuple((x.shape, x.stride(), x.dtype, x.device) if isinstance(x, Tensor) else ("const", x)
-                     for x in leaves))
-        outs, start = [], 0
-        for size in chunks(k):
-            rows = P[start:start + size]
-            if rows.shape[0] < size:  # the last chunk, padded with copies of its first row
-                rows = torch.cat([rows, rows[:1].expand(size - rows.shape[0], -1)])
-            start += size
-            out = self._call(sig, kind, rows, tensors, leaves, spec, spans, shapes)
-            if out is None:
-                return None
-            outs.append(out)
-        if len(outs) == 1:
-            return [x[:k] for x in outs[0]]
-        return [torch.cat(xs)[:k] for xs in zip(*outs)]
-
-    def _call(self, sig: tuple, kind: str, rows: Tensor, tensors: list, leaves: list, spec: Any,
-              spans: dict[str, tuple[int, int]], shapes: dict[str, tuple[int, ...]]) -> Optional[list[Tensor]]:
-        key = (rows.shape[0], rows.stride(), sig)
-        fn = self.fns.get(key)
-        if fn is not None:
-            return fn(rows, *tensors)
-        start, cpu = time.perf_counter(), time.process_time()
         try:
-            fn = self._compile(kind, rows.detach(), leaves, spec, spans, shapes)
-            out = fn(rows, *tensors)
-        except Exception as e:  # noqa: BLE001 - any tracing or backend failure: warn once, run eagerly
+            k = P.shape[0]
+            leaves, spec = pytree.tree_flatten(batch)
+            tensors = [x for x in leaves if isinstance(x, Tensor)]
+            # the compiled code has no guards of its own: everything it was specialized on is in the key
+            sig = (kind, P.dtype, P.device, tuple(spans.items()), spec,
+                   tuple((x.shape, x.stride(), x.dtype, x.device) if isinstance(x, Tensor) else ("const", x)
+                         for x in leaves))
+            outs, start = [], 0
+            for size in chunks(k):
+                rows = P[start:start + size]
+                if rows.shape[0] < size:  # the last chunk, padded with copies of its first row
+                    rows = torch.cat([rows, rows[:1].expand(size - rows.shape[0], -1)])
+                start += size
+                outs.append(self._call(sig, kind, rows, tensors, leaves, spec, spans, shapes))
+            if len(outs) == 1:
+                return [x[:k] for x in outs[0]]
+            return [torch.cat(xs)[:k] for xs in zip(*outs)]
+        except Exception as e:  # noqa: BLE001 - any tracing, backend or call failure: warn once, run eagerly
             self.failed[kind] = e
             _STATS["failures"] += 1
             what = "forward and backward" if kind == "train" else "validation loss"
             warnings.warn(f"compiling task {self.name!r}'s {what} failed "
                           f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); running it eagerly",
-                          CompileUnavailable, stacklevel=5)
+                          CompileUnavailable, stacklevel=4)
             return None
+
+    def _call(self, sig: tuple, kind: str, rows: Tensor, tensors: list, leaves: list, spec: Any,
+              spans: dict[str, tuple[int, int]], shapes: dict[str, tuple[int, ...]]) -> list[Tensor]:
+        key = (rows.shape[0], rows.stride(), sig)
+        fn = self.fns.get(key)
+        if fn is not None:
+            return fn(rows, *tensors)
+        start, cpu = time.perf_counter(), time.process_time()
+        fn = self._compile(kind, rows.detach(), leaves, spec, spans, shapes)
+        out = fn(rows, *tensors)
         seconds = time.perf_counter() - start
         self.compile_seconds += seconds
         _STATS["compiles"] += 1

@@ -149,6 +149,27 @@ def test_compile_falls_back_with_a_warning(monkeypatch):
         tasks.train_batched(task, runs, steps=3, fast=False, compile=True)
 
 
+def test_compiled_call_failure_falls_back(monkeypatch):
+    """A compiled pass that raises when called (not only when compiled) is dropped with a warning:
+    the step runs eagerly, and the outcomes are the eager ones."""
+    monkeypatch.setattr(compiled_model, "_MODELS", type(compiled_model._MODELS)())
+    task = tasks.get("rosenbrock")
+    runs = [tasks.Run(PROGRAMS[0], 1e-2), tasks.Run(PROGRAMS[1], 1e-3), tasks.Run(PROGRAMS[2], 1e-2)]
+    tasks.train_batched(task, runs, steps=3, compile=True)
+    model = compiled_model.get(task)
+    assert len(model.fns) == 2  # the training and the validation pass
+
+    def broken(*a):
+        raise RuntimeError("kernel went away")
+
+    model.fns = {k: broken for k in model.fns}
+    with pytest.warns(CompileUnavailable, match="kernel went away"):
+        out = tasks.train_batched(task, runs, steps=30, compile=True)
+    eager = tasks.train_batched(task, runs, steps=30)
+    assert all(_same(a, b) for a, b in zip(out, eager))
+    assert set(model.failed) == {"train", "val"}
+
+
 @pytest.mark.parametrize("name,steps", [("quadratic", 60), ("mlp_digits", 30)])
 def test_compiled_agrees_within_rounding(name, steps):
     """Compiled forward/backward: the same statuses and stopping steps, losses within float
