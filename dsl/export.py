@@ -25,7 +25,9 @@ __all__ = ["export_optimizer"]
 # Names the generated code itself uses; program names equal to one of them are renamed.
 _RESERVED = {"torch", "self", "p", "group", "state", "closure", "loss", "params", "defaults",
              "w", "g", "lr", "t", "_f64", "__class__", "ps", "math", "zip",
-             "float", "len", "dict", "super", "ValueError", "RuntimeError"}  # builtins it calls
+             "float", "len", "dict", "super", "ValueError", "RuntimeError",  # builtins it calls
+             "gs", "i", "range", "time", "warnings", "CompileUnavailable", "Exception", "isinstance",
+             "any", "tuple", "type", "str", "set"}  # and its compiled form (dsl.export_compiled)
 _FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__", "open", "getattr", "setattr"}
 
 
@@ -66,7 +68,7 @@ def _docstring_safe(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"""', "'''")
 
 
-def export_optimizer(program: Program, class_name: Optional[str] = None) -> str:
+def export_optimizer(program: Program, class_name: Optional[str] = None, compile: bool = False) -> str:  # noqa: A002
     """Python source of a standalone module defining a ``torch.optim.Optimizer`` for ``program``.
 
     The class (``class_name``, default: the program's name in CamelCase) takes ``params``,
@@ -75,6 +77,8 @@ def export_optimizer(program: Program, class_name: Optional[str] = None) -> str:
     `dsl.ProgramOptimizer` step for step. A program name that equals a name the generated code
     uses (``p``, ``state``, ``group``, ``float``, ...) gets a trailing underscore; for a
     hyperparameter that is also its constructor argument and param-group key.
+    ``compile``: the step over all parameters is handed to ``torch.compile`` (the module
+    imports ``time`` and ``warnings`` besides torch; see `dsl.export_compiled`).
     """
     p = prune(program)
     if "step" in p.slot_names:
@@ -124,6 +128,14 @@ def export_optimizer(program: Program, class_name: Optional[str] = None) -> str:
     helpers: list[str] = []
     lines: list[str] = []
     uses_f64 = False
+    # the compiled form (dsl.export_compiled): numbers are 0-dim tensors inside the compiled step,
+    # statements of numbers only are computed outside it
+    tensor_lines: list[str] = []
+    scalar_lines: list[str] = []
+
+    def cval(a: Arg) -> _Val:  # a number's name is a 0-dim tensor in the compiled step
+        return _Val(text(a), is_tensor(a) or not isinstance(a, float))
+
     for s in p.body:
         o = OPS[s.op]
         helpers += o.helpers
@@ -135,23 +147,37 @@ def export_optimizer(program: Program, class_name: Optional[str] = None) -> str:
             # slot writes broadcast and copy it)
             full[s.target] = (not o.shaped and any(is_full(a) for a in s.args)
                               and not (o.code_scalar_first and not is_tensor(s.args[0])))
+            scalar_first = bool(o.code_scalar_first) and not is_tensor(s.args[0])
+            # compiled: a number's condition is a 0-dim tensor there, so torch.where picks (as
+            # ProgramOptimizer(compile=True) does) instead of a Python branch
+            ccode = (o.code_scalar_first if scalar_first and isinstance(s.args[0], float) else
+                     "torch.where({0} != 0, {1:t}, {2:t})" if scalar_first else o.code)
             if group_mode and o.group is not None:  # a number: the same value for each parameter
                 expr = o.code.format(*[_Val(text(a) if is_tensor(a) else f"[w.new_tensor({text(a)}) for w in ps]", True)
                                        for a in s.args])
+                cexpr = o.code.format(*[_Val(text(a) if is_tensor(a) else
+                                             f"[{text(a)} for w in ps]" if isinstance(a, str) else
+                                             f"[w.new_tensor({text(a)}) for w in ps]", True) for a in s.args])
             elif group_mode:
                 names = [f"_e{i}" for i, a in enumerate(s.args) if is_tensor(a)]
                 it = iter(names)
                 args = [_Val(next(it), True) if is_tensor(a) else _Val(text(a), False) for a in s.args]
+                it = iter(names)
+                cargs = [_Val(next(it), True) if is_tensor(a) else cval(a) for a in s.args]
                 lists = ", ".join(text(a) for a in s.args if is_tensor(a))
-                code = o.code_scalar_first if o.code_scalar_first and not is_tensor(s.args[0]) else o.code
-                expr = (f"[{code.format(*args)} for w, {', '.join(names)} in zip(ps, {lists})]" if names
-                        else f"[{code.format(*args)} for w in ps]")
+                code = o.code_scalar_first if scalar_first else o.code
+                loop = f" for w, {', '.join(names)} in zip(ps, {lists})]" if names else " for w in ps]"
+                expr = f"[{code.format(*args)}{loop}"
+                cexpr = f"[{ccode.format(*cargs)}{loop}"
             else:
-                code = o.code_scalar_first if o.code_scalar_first and not is_tensor(s.args[0]) else o.code
+                code = o.code_scalar_first if scalar_first else o.code
                 expr = code.format(*[_Val(text(a), is_tensor(a)) for a in s.args])
+                cexpr = ccode.format(*[cval(a) for a in s.args])
+            tensor_lines.append(f"{local[s.target]} = {cexpr}")
         else:
             uses_f64 = True
             args = [_Val(f"_f64({text(a)})", True) for a in s.args]
+            scalar_lines.append(f"{local[s.target]} = float({o.code.format(*args)})")
             # group mode: w is the list of parameters; a scalar statement takes dtype from the first
             code = re.sub(r"\bw\.", "ps[0].", o.code) if group_mode else o.code
             expr = f"float({code.format(*args)})"
@@ -211,8 +237,11 @@ def export_optimizer(program: Program, class_name: Optional[str] = None) -> str:
     out = [
         f'"""{cls}: a standalone optimizer exported from the update-rule program ``{p.name}``.',
         "",
-        "Generated by optsearch (dsl.export_optimizer). Needs only torch.",
+        "Generated by optsearch (dsl.export_optimizer). Needs only torch"
+        + (" (and the standard library's time and warnings); the step is compiled with torch.compile"
+           " where it can be, and runs uncompiled otherwise." if compile else "."),
         '"""',
+        *(["import time", "import warnings", ""] if compile else []),
         "import torch",
         "",
         f"__all__ = [{cls!r}]",
@@ -228,6 +257,12 @@ def export_optimizer(program: Program, class_name: Optional[str] = None) -> str:
             "    return torch.tensor(x, dtype=torch.float64)",
             "",
         ]
+    if compile:
+        from .export_compiled import module_functions
+
+        out += module_functions(p, local, scalar_lines, tensor_lines, group_mode, text, is_tensor)
+    if compile:
+        sig += ", *, compile=True, compile_options=None"
     out += [
         "",
         f"class {cls}(torch.optim.Optimizer):",
@@ -239,6 +274,13 @@ def export_optimizer(program: Program, class_name: Optional[str] = None) -> str:
         '            raise ValueError(f"invalid learning rate: {lr}")',
         f"        defaults = dict({defaults})",
         "        super().__init__(params, defaults)",
+        *([
+            "        self.compile_seconds = 0.0  # first calls of the compiled step (trace, code generation, one step)",
+            "        self._compile_failed = not compile",
+            '        self._compile_options = {"fullgraph": True, "dynamic": False, **(compile_options or {})}',
+            "        self._compiled = None",
+            "        self._compiled_for = set()",
+        ] if compile else []),
         "",
         "    @torch.no_grad()",
         "    def step(self, closure=None):",
@@ -249,12 +291,16 @@ def export_optimizer(program: Program, class_name: Optional[str] = None) -> str:
         "                loss = closure()",
         "        for group in self.param_groups:",
     ]
-    if "lr" in used_inputs:
+    if "lr" in used_inputs or compile:
         out.append('            lr = float(group["lr"])')
     for x, _ in hp:
         out.append(f'            {local[x]} = float(group["{local[x]}"])')
+    compiled_call = f"self._step_compiled(ps, lr{''.join(', ' + local[x] for x, _ in hp)})"
     if group_mode:
-        out += _group_step(p, cls, local, lines, writes, text, is_tensor, used_inputs)
+        out += _group_step(p, cls, local, lines, writes, text, is_tensor, used_inputs,
+                           compiled_call if compile else None)
+    elif compile:
+        out += _per_parameter_compiled(p, cls, local, lines, writes, text, used_inputs, compiled_call)
     else:
         out += [
             '            for p in group["params"]:',
@@ -285,13 +331,60 @@ def export_optimizer(program: Program, class_name: Optional[str] = None) -> str:
         out += ["                " + line for line in writes]
         out.append(f"                p.sub_({text(p.update)})")
         out += ["        return loss", ""]
+    if compile:
+        from .export_compiled import step_methods
+
+        out += step_methods(p, cls, local, p.hparam_names) + [""]
     src = "\n".join(out)
     _check(src)
     return src
 
 
+def _init_state(p: Program, ind: str, zeros: bool) -> list[str]:
+    out = [ind + '    state["step"] = 0.0']
+    for x, v in p.slots:
+        if zeros and v == 0.0:
+            out.append(ind + f'    state["{x}"] = torch.zeros_like(p, memory_format=torch.preserve_format)')
+        else:
+            out.append(ind + f'    state["{x}"] = torch.full_like(p, {v!r}, memory_format=torch.preserve_format)')
+    return out
+
+
+def _per_parameter_compiled(p: Program, cls: str, local: dict, lines: list, writes: list, text,
+                            used_inputs: set, compiled_call: str) -> list[str]:
+    """The step of a per-parameter program with a compiled form: every parameter's state is
+    started and counted, then the compiled step runs, or the uncompiled loop."""
+    ind = "            "
+    out = [
+        ind + 'ps = [p for p in group["params"] if p.grad is not None]',
+        ind + "for p in ps:",
+        ind + "    if p.grad.is_sparse:",
+        ind + f'        raise RuntimeError("{cls} does not support sparse gradients")',
+        ind + "    state = self.state[p]",
+        ind + "    if len(state) == 0:",
+        *_init_state(p, ind + "    ", zeros=True),
+        ind + '    state["step"] += 1.0',
+        ind + f"if not ps or {compiled_call}:",
+        ind + "    continue",
+        ind + "for p in ps:",
+        ind + "    state = self.state[p]",
+        ind + "    w = p",
+    ]
+    if "g" in used_inputs:
+        out.append(ind + "    g = p.grad")
+    if "t" in used_inputs:
+        out.append(ind + '    t = state["step"]')
+    for x in p.slot_names:
+        out.append(ind + f'    {local[x]} = state["{x}"]')
+    out += [ind + "    " + line for line in lines]
+    out += [ind + "    " + line for line in writes]
+    out.append(ind + f"    p.sub_({text(p.update)})")
+    out += ["        return loss", ""]
+    return out
+
+
 def _group_step(p: Program, cls: str, local: dict, lines: list, writes: list, text, is_tensor,
-                used_inputs: set) -> list[str]:
+                used_inputs: set, compiled_call: Optional[str] = None) -> list[str]:
     """The loop body of a group-mode step: lists over the parameters with a gradient."""
     ind = "            "
     out = [
@@ -312,6 +405,7 @@ def _group_step(p: Program, cls: str, local: dict, lines: list, writes: list, te
         ind + 'if len({(q.device, q.dtype, self.state[q]["step"]) for q in ps}) > 1:',
         ind + f'    raise ValueError("{cls}: a whole-group function needs every parameter with a gradient '
               f'to share device, dtype and step count")',
+        *([ind + f"if {compiled_call}:", ind + "    continue"] if compiled_call else []),
         ind + "w = ps",
     ]
     if "g" in used_inputs:
@@ -331,9 +425,17 @@ def _group_step(p: Program, cls: str, local: dict, lines: list, writes: list, te
 
 
 def _check(src: str) -> None:
-    """The generated code must parse and must not call eval/exec or similar."""
+    """The generated code must parse and must not call eval/exec or similar. Allowed: the
+    attribute ``torch.compile`` and a variable named ``compile`` that is never called."""
     tree = ast.parse(src)
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
     for node in ast.walk(tree):
         name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
-        if name in _FORBIDDEN_CALLS:
-            raise AssertionError(f"generated code uses {name!r}")
+        if name not in _FORBIDDEN_CALLS:
+            continue
+        if name == "compile" and isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                and node.value.id == "torch":
+            continue
+        if name == "compile" and isinstance(node, ast.Name) and id(node) not in called:
+            continue
+        raise AssertionError(f"generated code uses {name!r}")

@@ -253,7 +253,7 @@ def _cmd_export(a: argparse.Namespace) -> int:
         print(f"error: no program #{a.rank} in {a.source}", file=sys.stderr)
         return 2
     label, prog, _ = progs[index]
-    text = dsl.export_optimizer(prog, class_name=a.class_name)
+    text = dsl.export_optimizer(prog, class_name=a.class_name, compile=a.compile)
     if a.out == "-":
         sys.stdout.write(text)
     else:
@@ -375,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="file to write ('-' for stdout)")
     p.add_argument("--rank", type=int, default=1, help="which program of a run's hall of fame")
     p.add_argument("--class-name")
+    p.add_argument("--compile", action="store_true",
+                   help="compile the step with torch.compile (uncompiled, with a warning, where that fails)")
     p.set_defaults(fn=_cmd_export)
 
     p = sub.add_parser("distill", help="simplify a program by ablation while its score stays within a tolerance")

@@ -49,6 +49,8 @@ class EvalConfig:
     final_evals: validation losses averaged into the final loss. rules: early stopping.
     max_batch: copies trained side by side (1: one at a time).
     size, device, dtype: passed to every task factory.
+    fast, compile: the trainer (`tasks.train.train_batched`): ``fast=False`` the reference one,
+    ``compile`` the forward and backward pass compiled (results within float rounding).
     """
 
     lr_multipliers: tuple[float, ...] = DEFAULT_LR_MULTIPLIERS
@@ -61,6 +63,8 @@ class EvalConfig:
     size: int = 1
     device: str = "cpu"
     dtype: str = "float32"
+    fast: bool = True
+    compile: bool = False
 
     def task(self, name: str) -> Task:
         """The task built with this config's size, device and dtype (those its factory accepts)."""
@@ -137,7 +141,8 @@ def evaluate_task(programs: Sequence[Program], task: Task, config: EvalConfig,
         for k in range(0, len(runs), step):
             chunk = runs[k:k + step]
             outs = train_batched(task, chunk, seed=seed, steps=config.steps, final_evals=config.final_evals,
-                                 rules=config.rules, reference=dict(b.curve))
+                                 rules=config.rules, reference=dict(b.curve), fast=config.fast,
+                                 compile=config.compile)
             outcomes.extend(outs)
             for i in range(k, k + len(outs)):
                 seconds[i] += outs[0].seconds / len(chunk)

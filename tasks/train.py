@@ -11,6 +11,11 @@ A copy that fails (non-finite or exploding loss, no progress by the checkpoint, 
 that raises) is recorded and removed from the stack, so it costs nothing afterwards and cannot
 disturb the others. With one copy per call this is the one-at-a-time path; a copy's arithmetic
 does not depend on which other copies share its batch (tested).
+
+`_Trainer` here is the reference implementation; `train_batched` runs
+`tasks.train_fast.FastTrainer` by default, which gives its results bit for bit with less work
+per step (one parameter buffer, a leaner program interpreter; issue 13), and can compile the
+forward and backward pass (``compile=True``, results within float rounding).
 """
 from __future__ import annotations
 
@@ -98,14 +103,26 @@ class _Group:
 
 def train_batched(task: Task, runs: Sequence[Run], *, seed: int = 0, steps: Optional[int] = None,
                   final_evals: int = 3, rules: StopRules = StopRules(),
-                  reference: Optional[Mapping[int, float]] = None) -> list[RunOutcome]:
+                  reference: Optional[Mapping[int, float]] = None, fast: bool = True,
+                  compile: bool = False) -> list[RunOutcome]:
     """Train ``len(runs)`` copies of ``task`` from the same initial weights and data order.
 
     ``steps`` overrides the task's budget; ``reference`` maps validation steps to a reference
     loss (for the hopeless gap rule). Never raises for a program's failure: it is recorded in
     the copy's outcome. The schedule multiplies every copy's lr: ``lr_k(t) = lr_k * factor(t)``.
+    ``fast``: `tasks.train_fast.FastTrainer` (the same results bit for bit, less Python per
+    step); False: this module's reference trainer. ``compile`` (fast only): the forward and
+    backward pass compiled with ``torch.compile`` (results within float rounding; see
+    `tasks.compiled_model`).
     """
-    return _Trainer(task, list(runs), seed, steps or task.steps, final_evals, rules, reference).run()
+    args = (task, list(runs), seed, steps or task.steps, final_evals, rules, reference)
+    if fast:
+        from .train_fast import FastTrainer
+
+        return FastTrainer(*args, compile=compile).run()
+    if compile:
+        raise ValueError("compile=True needs fast=True (the reference trainer is eager)")
+    return _Trainer(*args).run()
 
 
 class _Trainer:
@@ -221,7 +238,7 @@ class _Trainer:
     def validate(self, step: int, checkpoint: Optional[int]) -> None:
         rows = self.rows()
         with torch.no_grad():
-            vals = self.vval(self.params, self.task.val_batch).cpu().to(torch.float64).tolist()
+            vals = self.val_losses().cpu().to(torch.float64).tolist()
         floor = self.task.loss_floor
         for p, i in enumerate(rows):
             v = vals[p]
@@ -242,6 +259,10 @@ class _Trainer:
                 elif gap is not None and ref is not None and math.log((v + floor) / (ref + floor)) > gap:
                     self.fail(i, HOPELESS, f"validation loss {v:.4g} at step {step} is more than "
                                            f"exp({gap:g}) x the reference's {ref:.4g}", step)
+
+    def val_losses(self) -> Tensor:
+        """Validation loss of every live copy, ``[K]``."""
+        return self.vval(self.params, self.task.val_batch)
 
     # ------------------------------------------------------------------ the loop
     def step(self, step: int) -> None:
