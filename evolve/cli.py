@@ -74,6 +74,9 @@ def _search_flags(p: argparse.ArgumentParser, resume: bool = False) -> None:
     p.add_argument("--device", help="'auto' (default: cuda when workers get a GPU share), 'cpu' or 'cuda'")
     p.add_argument("--task-size", type=int, help="size factor of every proxy task (default 1; larger for GPUs)")
     p.add_argument("--dtype", help="float32 (default), bfloat16 or float64: parameters, data, optimizer state")
+    p.add_argument("--compile-tasks", action="store_true", default=None,
+                   help="compile each task's forward/backward in the workers (faster after ~20 s of compiles; "
+                        "results within float rounding, not bit-identical)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--islands", type=int, help="populations sharing the workers (default 0: one per 16 workers)")
     p.add_argument("--migration-every", type=int,
@@ -90,7 +93,7 @@ def _cmd_search(a: argparse.Namespace) -> int:
         max_evals=a.max_evals, time_limit=a.time_limit, workers=a.workers, address=a.address,
         batch_size=a.batch_size, stages=a.stages, lr_multipliers=a.lr_multipliers,
         restart_after=a.restart_after, funnel_margin=a.funnel_margin, funnel_floor=a.funnel_floor, gpus_per_worker=a.gpus_per_worker, device=a.device,
-        task_size=a.task_size, dtype=a.dtype,
+        task_size=a.task_size, dtype=a.dtype, compile_tasks=a.compile_tasks,
         repeats=a.repeats, aggregate=a.aggregate, validate=a.validate, validation=a.validation,
         validation_repeats=a.validation_repeats, validation_top=a.validation_top,
         validation_patience=a.validation_patience, test=a.test, test_top=a.test_top, test_repeats=a.test_repeats,

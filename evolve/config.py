@@ -61,6 +61,9 @@ class SearchConfig:
     device: str = "auto"            # "auto" = cuda when the worker has a GPU share, else cpu; "cpu" = no GPUs
     task_size: int = 1              # every task's size factor (larger proxies for GPU workers)
     dtype: str = "float32"          # parameters, data and optimizer state: float32, bfloat16 or float64
+    compile_tasks: bool = False     # torch.compile each task's forward/backward in the workers: ~1.6x the fast
+                                    # trainer's stage-1 rate per core after ~20 s of compiles per worker, results
+                                    # within float rounding, not bit-identical (BENCHMARKS.md, issue 13 part 2)
     tasks_modules: tuple[str, ...] = ()  # user task modules (.py files, packages, dotted names): shipped, imported everywhere
     worker_start_timeout: float = 60.0   # seconds for the first worker to start before the search stops with the cause
     # bookkeeping

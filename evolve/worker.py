@@ -89,6 +89,7 @@ class TaskEvaluator:
     repeats: int = 1                       # seeds per task (a job's ``repeats`` overrides)
     task_size: int = 1                     # every task factory's ``size``
     dtype: str = "float32"                 # torch dtype name of parameters, data and optimizer state
+    compile_tasks: bool = False            # compiled forward/backward passes (tasks.compiled_model)
     modules: tuple[str, ...] = ()          # user task modules to import first (they register tasks)
     aggregate: str = "mean"                # task scores -> stage score (tasks.results.AGGREGATES)
 
@@ -99,7 +100,7 @@ class TaskEvaluator:
         return cls(stages=config.stages or default_stages(), lr_multipliers=tuple(config.lr_multipliers),
                    device=device or config.device, seed=0, baselines=None if baselines is None else tuple(baselines),
                    repeats=config.repeats, task_size=config.task_size, dtype=config.dtype,
-                   modules=tuple(modules), aggregate=config.aggregate)
+                   modules=tuple(modules), aggregate=config.aggregate, compile_tasks=config.compile_tasks)
 
     def eval_config(self, repeats: Optional[int] = None) -> "EvalConfig":
         """How this evaluator trains (device resolved in the calling process)."""
@@ -107,7 +108,7 @@ class TaskEvaluator:
 
         kw = {"lr_multipliers": tuple(self.lr_multipliers)} if self.lr_multipliers else {}
         return EvalConfig(seed=self.seed, repeats=repeats or self.repeats, size=self.task_size,
-                          device=resolve_device(self.device), dtype=self.dtype, **kw)
+                          device=resolve_device(self.device), dtype=self.dtype, compile=self.compile_tasks, **kw)
 
     def known_baselines(self) -> Optional[dict[str, "Baseline"]]:
         """The shipped baselines by key (None: none shipped, tune in-process)."""

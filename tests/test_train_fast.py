@@ -187,3 +187,13 @@ def test_compiled_agrees_within_rounding(name, steps):
             assert sa == sb
             assert va == pytest.approx(vb, rel=1e-3, abs=1e-6, nan_ok=True)
     assert [o.status for o in comp][4] == "nan"
+
+
+def test_search_config_turns_compiled_passes_on_in_the_workers():
+    from evolve.config import SearchConfig
+    from evolve.worker import TaskEvaluator
+
+    assert TaskEvaluator.from_config(SearchConfig()).eval_config().compile is False
+    on = TaskEvaluator.from_config(SearchConfig(compile_tasks=True))
+    assert on.compile_tasks and on.eval_config().compile and on.eval_config(repeats=3).compile
+    assert SearchConfig.from_dict(SearchConfig(compile_tasks=True).to_dict()).compile_tasks
