@@ -219,14 +219,36 @@ def seconds_per_evaluation(task: Task, copies: int = 3) -> float:
 
 
 def list_tasks(out: TextIO = sys.stdout, *, measure: bool = True, size: int = 1, device: str = "cpu") -> None:
-    """Print a table of the registered tasks: name, parameters, steps, seconds per evaluation
-    (one program at 3 learning rates, measured now on this machine: runs each task once),
-    description."""
-    print(f"{'task':20s} {'params':>8s} {'steps':>6s} {'sec/eval':>9s}  description", file=out)
+    """Print a table of the registered tasks: name, role in the default suite (`tasks.stages`:
+    the first stage that holds the family, validation or test; variants of the family in other
+    roles after a ``+``), parameters, steps, seconds per evaluation (one program at 3 learning
+    rates, measured now on this machine: runs each task once), description."""
+    from .stages import SUITE
+
+    print(f"{'task':24s} {'role':18s} {'params':>8s} {'steps':>6s} {'sec/eval':>9s}  description", file=out)
     for name in registry.names():
+        role = _role(name, SUITE)
         try:
             t = registry.get(name, size=size, device=device)
             sec = f"{seconds_per_evaluation(t):.2f}" if measure else "-"
-            print(f"{name:20s} {t.num_params:8d} {t.steps:6d} {sec:>9s}  {t.description}", file=out)
+            print(f"{name:24s} {role:18s} {t.num_params:8d} {t.steps:6d} {sec:>9s}  {t.description}", file=out)
         except Exception as e:  # a broken user task should not hide the others
-            print(f"{name:20s} {'-':>8s} {'-':>6s} {'-':>9s}  error: {type(e).__name__}: {e}", file=out)
+            print(f"{name:24s} {role:18s} {'-':>8s} {'-':>6s} {'-':>9s}  error: {type(e).__name__}: {e}", file=out)
+
+
+def _role(family: str, suite) -> str:
+    """``"stage2"``, ``"validation+test@1"``, ``"-"``: where ``family`` and its variants sit."""
+    roles = [(f"stage{k}", stage) for k, stage in enumerate(suite.stages, 1)]
+    roles += [("validation", suite.validation), ("test", suite.test)]
+    own, variants = None, []
+    for role, names in roles:
+        for n in names:
+            base, _, v = n.partition("@")
+            if base != family:
+                continue
+            if v:
+                variants.append(f"{role}@{v}")
+            elif own is None:
+                own = role
+    variants = list(dict.fromkeys(variants))
+    return "+".join([own or "-"] + variants) if (own or variants) else "-"

@@ -78,3 +78,7 @@ def test_list_tasks():
     text = out.getvalue()
     for name in tasks.names():
         assert name in text
+    rows = {line.split()[0]: line.split()[1] for line in text.splitlines()[1:]}
+    # the role column: the family's own role, then the roles of its variants
+    assert rows["quadratic"] == "stage1" and rows["conv_digits"] == "test"
+    assert rows["mlp_digits"] == "stage1+validation@2" and rows["zipf_bag"] == "stage1+test@1"
