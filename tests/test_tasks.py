@@ -89,10 +89,10 @@ def test_schedules():
 
 def test_stages():
     for stage in tasks.STAGES.values():
-        assert set(stage) <= set(tasks.names())
-    assert set(tasks.STAGES["stage1"]) <= set(tasks.STAGES["stage2"])
-    assert not set(tasks.STAGES["test"]) & set(tasks.STAGES["stage2"])
-    assert not set(tasks.STAGES["validation"]) & (set(tasks.STAGES["stage2"]) | set(tasks.STAGES["test"]))
+        assert all(tasks.registry.exists(t) for t in stage)
+    assert set(tasks.STAGES["stage1"]) <= set(tasks.STAGES["stage2"]) <= set(tasks.STAGES["stage3"])
+    assert not set(tasks.STAGES["test"]) & set(tasks.STAGES["stage3"])
+    assert not set(tasks.STAGES["validation"]) & (set(tasks.STAGES["stage3"]) | set(tasks.STAGES["test"]))
     assert tasks.resolve("stage1") == tasks.STAGES["stage1"]
     assert tasks.resolve("quadratic") == ("quadratic",)
     assert tasks.resolve(["a", "b"]) == ("a", "b")
