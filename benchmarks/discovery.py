@@ -21,7 +21,7 @@ from typing import Optional
 import dsl
 from evolve.config import load_config
 from evolve.families import sign_momentum
-from evolve.launch import run_search
+from evolve.launch import resume_search, run_search
 
 META_OVERFIT_MARGIN = 0.05
 """A run meta-overfit when its last validated search-best scores this much below the best
@@ -152,16 +152,25 @@ def main() -> None:
     ap.add_argument("--workers", type=int)
     ap.add_argument("--out", help="run directories under this (default: the config's out)")
     ap.add_argument("--report-only", action="store_true", help="print the tables from summary.json")
+    ap.add_argument("--resume", action="store_true",
+                    help="resume a seed's run that has a checkpoint but no test.json (killed); keep finished rows")
     a = ap.parse_args()
     base = load_config(a.config).replace(time_limit=a.time_limit, workers=a.workers, out=a.out)
     out = Path(base.out) / "summary.json"
     if a.report_only:
         print_report(json.loads(out.read_text()))
         return
+    done = {r["seed"]: r for r in json.loads(out.read_text())} if a.resume and out.exists() else {}
     rows = []
     for seed in (int(s) for s in a.seeds.split(",")):
         cfg = base.replace(seed=seed, out=f"{base.out}/seed{seed}", progress=False)
-        rows.append(run_row(seed, run_search(cfg, overwrite=True)))
+        run = Path(cfg.out)
+        if seed in done:
+            rows.append(done[seed])
+        elif a.resume and (run / "checkpoint.json").exists() and not (run / "test.json").exists():
+            rows.append(run_row(seed, resume_search(str(run), progress=False)))
+        else:
+            rows.append(run_row(seed, run_search(cfg, overwrite=True)))
         out.parent.mkdir(parents=True, exist_ok=True)   # after every run: a later failure loses nothing
         out.write_text(json.dumps(rows, indent=1))
     print_report(rows)

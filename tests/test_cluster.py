@@ -7,6 +7,7 @@ in a ``.pth`` file of that directory, which a plain path entry does not run). Sl
 """
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -64,17 +65,48 @@ def cluster(tmp_path_factory):
     env = dict(os.environ, PATH=f"{venv / 'bin'}:{os.environ['PATH']}", RAY_AUTH_MODE="disabled")
     env.pop("PYTHONPATH", None)
     env.pop("RAY_ADDRESS", None)
+    # `ray start --head --block` in a session of its own: teardown signals that process group
+    # only. (`ray stop` would kill every Ray process of this user on the machine, a search the
+    # user is running included: it killed one while this suite ran beside it.)
     start = [py, "-c", "from ray.scripts.scripts import main; main()", "start", "--head", f"--port={port}",
-             "--num-cpus=2", f"--dashboard-port={dash}", "--include-dashboard=true", "--disable-usage-stats"]
-    subprocess.run(start, check=True, env=env, cwd=base, capture_output=True, timeout=120)
+             "--num-cpus=2", f"--dashboard-port={dash}", "--include-dashboard=true", "--disable-usage-stats",
+             "--block"]
+    head = subprocess.Popen(start, env=env, cwd=base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     client = dict(os.environ, RAY_AUTH_MODE="disabled", OPTSEARCH_BASELINE_CACHE=str(base / "baselines.json"))
     client.pop("RAY_ADDRESS", None)
     client.pop("PYTHONPATH", None)
     try:
+        _wait_for_head(py, f"127.0.0.1:{port}", env, base, head)
         yield f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}", client, base
     finally:
-        subprocess.run([py, "-c", "from ray.scripts.scripts import main; main()", "stop", "--force"],
-                       env=env, cwd=base, capture_output=True, timeout=120)
+        _stop_group(head)
+
+
+def _wait_for_head(py: str, address: str, env: dict, cwd, head: subprocess.Popen, timeout: float = 120) -> None:
+    """Until `ray status` reaches the head (or the head process exits)."""
+    status = [py, "-c", "from ray.scripts.scripts import main; main()", "status", f"--address={address}"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert head.poll() is None, f"ray start --head exited with {head.returncode}"
+        if subprocess.run(status, env=env, cwd=cwd, capture_output=True, timeout=60).returncode == 0:
+            return
+        time.sleep(1)
+    raise TimeoutError(f"the Ray head at {address} did not come up in {timeout} s")
+
+
+def _stop_group(head: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL, to the head's process group (its GCS, raylet, dashboard, workers)."""
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(head.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            head.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        time.sleep(1)   # the group's other members after its leader
 
 
 def _evolve(args, env, cwd, timeout=600):
