@@ -47,7 +47,9 @@ def _search_flags(p: argparse.ArgumentParser, resume: bool = False) -> None:
     p.add_argument("--lr-multipliers", type=_floats, help="lr grid relative to tuned AdamW, e.g. '0.03,0.18,1'")
     p.add_argument("--repeats", type=int, help="seeds per search task; task scores are averaged over them")
     p.add_argument("--aggregate", choices=("mean", "median", "trimmed"),
-                   help="task scores -> a stage's score (default mean; trimmed: without the highest and lowest)")
+                   help="task scores -> a stage's score (default trimmed: the mean without the highest and lowest)")
+    p.add_argument("--validation-aggregate", choices=("mean", "median", "trimmed"),
+                   help="validation task scores -> the score that picks the winner (default mean)")
     p.add_argument("--validation", type=_csv,
                    help="validation tasks: score each new best during the search; the best by them wins")
     p.add_argument("--no-validation", dest="validate", action="store_const", const=False,
@@ -94,7 +96,7 @@ def _cmd_search(a: argparse.Namespace) -> int:
         batch_size=a.batch_size, stages=a.stages, lr_multipliers=a.lr_multipliers,
         restart_after=a.restart_after, funnel_margin=a.funnel_margin, funnel_floor=a.funnel_floor, gpus_per_worker=a.gpus_per_worker, device=a.device,
         task_size=a.task_size, dtype=a.dtype, compile_tasks=a.compile_tasks,
-        repeats=a.repeats, aggregate=a.aggregate, validate=a.validate, validation=a.validation,
+        repeats=a.repeats, aggregate=a.aggregate, validation_aggregate=a.validation_aggregate, validate=a.validate, validation=a.validation,
         validation_repeats=a.validation_repeats, validation_top=a.validation_top,
         validation_patience=a.validation_patience, test=a.test, test_top=a.test_top, test_repeats=a.test_repeats,
         test_timeout=a.test_timeout, worker_start_timeout=a.worker_start_timeout, progress=a.progress,

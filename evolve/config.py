@@ -46,6 +46,9 @@ class SearchConfig:
     validation: tuple[str, ...] = ()  # () = the suite's validation tasks
     validation_repeats: int = 1     # seeds per validation task
     validation_top: int = 10        # hall-of-fame programs validated at the end (those not validated yet)
+    validation_aggregate: str = "mean"  # validation tasks -> the score that picks the winner; "" = `aggregate`.
+                                    # Not trimmed: the 2026-12-01 runs' trimmed validation chose winners that lost
+                                    # -1.6 and -2.2 on one validation task over ones that won all six (RESULTS.md)
     validation_patience: int = 0    # stop after this many validations of new bests without a better validation; 0 = never
     test: tuple[str, ...] = ()      # () = the suite's test tasks
     test_top: int = 1               # validation-ranked programs scored on the test tasks (beside AdamW, Lion); 0 = no test
@@ -97,6 +100,9 @@ class SearchConfig:
 
         if self.aggregate not in AGGREGATES:
             raise ValueError(f"aggregate {self.aggregate!r}: expected one of {', '.join(AGGREGATES)}")
+        if self.validation_aggregate and self.validation_aggregate not in AGGREGATES:
+            raise ValueError(f"validation_aggregate {self.validation_aggregate!r}: expected '' (the aggregate) "
+                             f"or one of {', '.join(AGGREGATES)}")
         if self.task_size < 1:
             raise ValueError(f"task_size must be >= 1, got {self.task_size}")
         if self.dtype not in DTYPES:
@@ -136,6 +142,7 @@ class SearchConfig:
         one with ``heldout_top = 0`` asked for no held-out rows, so it gets no test rows."""
         d = dict(d)
         d.setdefault("aggregate", "mean")
+        d.setdefault("validation_aggregate", "")   # runs before the key validated by their aggregate
         if d.get("heldout_top") == 0:
             d.setdefault("test_top", 0)
         return cls.from_dict(d)

@@ -115,7 +115,8 @@ class Search:
             else MutationWeights()
         self.cache = FitnessCache(config.cache_size)
         self.hof = HallOfFame(config.hall_of_fame, same_rule, stages=self.stages)
-        self.validator = Validator(validation_tasks(config), config.validation_repeats, config.validation_patience)
+        self.validator = Validator(validation_tasks(config), config.validation_repeats, config.validation_patience,
+                                   aggregate=config.validation_aggregate or config.aggregate)
         self.finished = False    # the end's validations are in: the hall of fame is ordered by validation
         self.pending: dict[int, tuple[Candidate, str]] = {}    # job id -> (candidate, fingerprint)
         self.waiting: dict[str, list[Candidate]] = {}          # hash or fingerprint in flight -> duplicates

@@ -105,8 +105,10 @@ class _Pending:
 class Validator:
     """The validation state of a search (see module doc). ``tasks`` empty: validates nothing."""
 
-    def __init__(self, tasks: tuple[str, ...], repeats: int = 1, patience: int = 0, timeout: Optional[float] = None):
+    def __init__(self, tasks: tuple[str, ...], repeats: int = 1, patience: int = 0, timeout: Optional[float] = None,
+                 aggregate: Optional[str] = None):
         self.tasks = tuple(tasks)
+        self.aggregate = aggregate     # task scores -> a record's score; None: the worker's (the run's aggregate)
         self.repeats = repeats
         self.patience = patience
         self.timeout = timeout
@@ -117,6 +119,14 @@ class Validator:
         self.next_job = 0
         self.since_improved = 0                      # validations of new bests since the best improved
         self.best: Optional[Validation] = None
+
+    def _score(self, fit: Fitness, scores: dict) -> float:
+        """The validation score: ``aggregate`` of the task scores, or the worker's stage score."""
+        if self.aggregate is None or not scores or not fit.ok:
+            return float(fit.score)
+        from tasks.results import aggregate
+
+        return aggregate(list(scores.values()), self.aggregate)
 
     @property
     def enabled(self) -> bool:
@@ -167,7 +177,7 @@ class Validator:
         rec = Validation(
             id=p.ind.id, hash=p.ind.program.hash, fingerprint=p.fingerprint, program=to_text(p.ind.program),
             eval_submitted=p.eval_submitted, eval_done=eval_count, search=p.ind.fitness.score,
-            stages=p.ind.fitness.stages_reached, score=None if transient else float(fit.score),
+            stages=p.ind.fitness.stages_reached, score=None if transient else self._score(fit, scores),
             mean=None if transient or not scores else statistics.fmean(scores.values()),
             won=0 if transient else fit.won(), lost=0 if transient else fit.lost(), task_scores=scores,
             status=fit.status, reason=fit.reason, time=round(elapsed, 3), at_end=p.at_end)

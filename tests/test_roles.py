@@ -399,3 +399,23 @@ def test_an_old_run_still_resumes_shows_and_reports(tmp_path, capsys):
     res = Search.resume(str(run), LocalExecutor(RoleFitness()), max_evals=30).run()
     assert res.stats["evaluations"] == 30
     assert SearchConfig.from_dict(json.loads((run / "config.json").read_text())).test == ("quadratic",)
+
+
+def test_validation_picks_by_its_own_aggregate_the_mean_by_default():
+    """The 2026-12-01 runs: a trimmed validation score hid one catastrophic task (-1.6) and
+    outranked a program that won all six; the winner is now chosen by the validation mean."""
+    from evolve.candidate import Fitness
+    from evolve.validation import Validator
+
+    one_disaster = {"a": -1.586, "b": 0.014, "c": -0.029, "d": 0.154, "e": 0.445, "f": 0.233}
+    all_won = {"a": 0.074, "b": 0.096, "c": 0.014, "d": 0.052, "e": 0.251, "f": 0.021}
+    fit = lambda ts: Fitness(aggregate(list(ts.values()), "trimmed"), (0.0,), ts)  # noqa: E731  (the worker's score)
+    trimmed, mean = Validator(("a",), aggregate="trimmed"), Validator(("a",), aggregate="mean")
+    assert trimmed._score(fit(one_disaster), one_disaster) > trimmed._score(fit(all_won), all_won)
+    assert mean._score(fit(one_disaster), one_disaster) < mean._score(fit(all_won), all_won)
+    assert mean._score(fit(all_won), all_won) == pytest.approx(sum(all_won.values()) / 6)
+    assert Validator(("a",))._score(fit(all_won), all_won) == fit(all_won).score   # None: the worker's
+    assert SearchConfig().validation_aggregate == "mean" and SearchConfig().aggregate == "trimmed"
+    assert SearchConfig.from_run({"aggregate": "trimmed"}).validation_aggregate == ""   # older runs: unchanged
+    with pytest.raises(ValueError, match="validation_aggregate"):
+        SearchConfig(validation_aggregate="max")
