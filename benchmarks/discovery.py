@@ -48,19 +48,21 @@ def family_scan(run_dir: str) -> dict:
 
 
 def meta_overfit(run_dir: str) -> dict:
-    """From validation.jsonl: the validations of new bests during the search, in order; did the
+    """From validation.jsonl: the validations of new bests during the search, in order, by their
+    validation MEAN (the goal's measure; the run may have ranked by another aggregate); did the
     search's last best validate ``META_OVERFIT_MARGIN`` below the best validation before it?"""
     path = Path(run_dir) / "validation.jsonl"
     recs = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-    during = sorted((r for r in recs if not r.get("at_end") and r.get("score") is not None),
+    during = sorted((r for r in recs if not r.get("at_end") and r.get("mean") is not None),
                     key=lambda r: r["eval_submitted"])
     if not during:
         return {"validated": 0, "overfit": None}
-    peak = max(during, key=lambda r: r["score"])
+    peak = max(during, key=lambda r: r["mean"])
     last = during[-1]
-    return {"validated": len(during), "peak_eval": peak["eval_submitted"], "peak": peak["score"],
-            "last_eval": last["eval_submitted"], "last": last["score"], "last_search": last["search"],
-            "overfit": last["score"] < peak["score"] - META_OVERFIT_MARGIN}
+    return {"validated": len(during), "peak_eval": peak["eval_submitted"], "peak": peak["mean"],
+            "peak_id": peak["id"], "peak_won": peak["won"], "peak_lost": peak["lost"],
+            "last_eval": last["eval_submitted"], "last": last["mean"], "last_search": last["search"],
+            "overfit": last["mean"] < peak["mean"] - META_OVERFIT_MARGIN}
 
 
 def _summary(scores: Optional[dict]) -> dict:
@@ -158,7 +160,10 @@ def main() -> None:
     base = load_config(a.config).replace(time_limit=a.time_limit, workers=a.workers, out=a.out)
     out = Path(base.out) / "summary.json"
     if a.report_only:
-        print_report(json.loads(out.read_text()))
+        rows = json.loads(out.read_text())
+        for r in rows:   # recomputed: the definition may be newer than the summary
+            r["meta"] = meta_overfit(r["run"] if Path(r["run"]).is_absolute() else str(Path(base.out) / f"seed{r['seed']}"))
+        print_report(rows)
         return
     done = {r["seed"]: r for r in json.loads(out.read_text())} if a.resume and out.exists() else {}
     rows = []
