@@ -138,21 +138,27 @@ class _Trainer:
         self.dirty = False
 
     # ------------------------------------------------------------------ setup
-    def setup(self) -> None:
-        task = self.task
-        init = task.init_params(self.seed)
-        self.names = list(init)
-        self.groups: list[_Group] = []
+    def group_runs(self, group: type) -> list:
+        """Consecutive runs of one program share a ``group(compiled, rows)``; a program that does
+        not compile fails its run at step 0."""
+        groups: list = []
         for i, r in enumerate(self.runs):
-            if self.groups and self.groups[-1].cp.program is r.program:
-                self.groups[-1].rows.append(i)
+            if groups and groups[-1].cp.program is r.program:
+                groups[-1].rows.append(i)
                 continue
             try:
                 cp = dsl.compile(r.program)
             except Exception as e:  # a malformed program value
                 self.fail(i, ERROR, _err(e), 0)
                 continue
-            self.groups.append(_Group(cp, [i]))
+            groups.append(group(cp, [i]))
+        return groups
+
+    def setup(self) -> None:
+        task = self.task
+        init = task.init_params(self.seed)
+        self.names = list(init)
+        self.groups = self.group_runs(_Group)
         rows = self.rows()
         k = len(rows)
         self.params = {n: v.unsqueeze(0).repeat(k, *([1] * v.ndim)) for n, v in init.items()}

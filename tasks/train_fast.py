@@ -74,17 +74,7 @@ class FastTrainer(_Trainer):
         init = task.init_params(self.seed)
         self.names = list(init)
         self.shapes = {n: tuple(v.shape) for n, v in init.items()}
-        self.groups: list[_FastGroup] = []
-        for i, r in enumerate(self.runs):
-            if self.groups and self.groups[-1].cp.program is r.program:
-                self.groups[-1].rows.append(i)
-                continue
-            try:
-                cp = dsl.compile(r.program)
-            except Exception as e:  # a malformed program value
-                self.fail(i, ERROR, _err(e), 0)
-                continue
-            self.groups.append(_FastGroup(cp, [i]))
+        self.groups: list[_FastGroup] = self.group_runs(_FastGroup)
         rows = self.rows()
         k = len(rows)
         self.spans, start = {}, 0
